@@ -1,0 +1,187 @@
+"""Every message that travels on the bus.
+
+Each message is a msgspec Struct tagged with its class name, so a subject that
+carries several kinds of message decodes them with one Decoder of the union.
+Every message carries ``session_id``, ``turn_id`` and ``seq``:
+
+- ``session_id``: the WebRTC session at the edge (hex token, safe in subjects).
+- ``turn_id``: the generation id. The edge numbers user utterances 1, 2, ...;
+  the agent's reply to utterance N carries turn id N; the greeting is turn 0.
+  A consumer drops any message whose turn id is older than the newest it knows.
+- ``seq``: a per-publisher, per-session counter, so gaps and reordering show.
+
+Audio is raw PCM16 little-endian mono ``bytes``: msgpack carries it as a binary
+blob, never base64. Times (``*_at``) are ``time.time()`` seconds at the sender.
+See proto/SCHEMA.md for how to evolve these types.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+
+class _Msg(msgspec.Struct, tag=True, kw_only=True, frozen=True):
+    session_id: str
+    turn_id: int
+    seq: int
+
+
+# --- session lifecycle (edge -> everyone) -----------------------------------
+
+
+class SessionStarted(_Msg):
+    started_at: float
+
+
+class SessionEnded(_Msg):
+    reason: str = "closed"
+
+
+# --- microphone audio (edge -> stt) ----------------------------------------
+
+
+class AudioFrame(_Msg):
+    """20 ms of the user's microphone at ``sample_rate``."""
+
+    pcm: bytes
+    sample_rate: int = 16000
+    captured_at: float = 0.0
+
+
+# --- voice activity (edge -> stt, turns) ------------------------------------
+
+
+class SpeechStarted(_Msg):
+    """The user started utterance ``turn_id``; ``at`` is when speech began."""
+
+    at: float
+
+
+class SpeechEnded(_Msg):
+    """Utterance ``turn_id`` ended: ``at`` is the last voiced moment; the edge
+    sends this once the endpointing silence has passed (``decided_at``)."""
+
+    at: float
+    decided_at: float
+
+
+# --- transcripts (stt -> turns, edge) ---------------------------------------
+
+
+class TranscriptPartial(_Msg):
+    text: str
+
+
+class TranscriptFinal(_Msg):
+    text: str
+    speech_ended_at: float = 0.0
+
+
+# --- language model (turns -> llm -> tts, turns, edge) ----------------------
+
+
+class ChatMessage(msgspec.Struct, frozen=True):
+    role: Literal["system", "user", "assistant"]
+    content: str
+    interrupted: bool = False
+
+
+class LlmRequest(_Msg):
+    messages: list[ChatMessage]
+    max_tokens: int = 150
+
+
+class LlmToken(_Msg):
+    text: str
+    index: int
+
+
+class LlmDone(_Msg):
+    text: str
+    tokens: int
+    first_token_at: float
+    cancelled: bool = False
+    error: str = ""
+
+
+# --- speech synthesis (llm/turns -> tts -> edge) ----------------------------
+
+
+class TextChunk(_Msg):
+    """One chunk of the agent's reply to speak; ``index`` orders the chunks of
+    a turn and ``last`` closes the turn's speech."""
+
+    text: str
+    index: int
+    last: bool = False
+    allow_interruptions: bool = True
+
+
+class AudioChunk(_Msg):
+    """At most ``max_chunk_ms`` of synthesized speech for text chunk
+    ``chunk_index``; ``part`` orders the pieces of one text chunk. The piece
+    with ``final_part`` set ends that text chunk; ``text`` rides on part 0."""
+
+    chunk_index: int
+    part: int
+    pcm: bytes
+    sample_rate: int
+    text: str = ""
+    final_part: bool = False
+    last_chunk: bool = False
+    allow_interruptions: bool = True
+
+
+# --- control (anyone -> llm, tts, edge) -------------------------------------
+
+
+class Cancel(_Msg):
+    """Stop all work for ``turn_id`` of the session (and anything older)."""
+
+    reason: str = "barge-in"
+
+
+# --- playout (edge -> turns) ------------------------------------------------
+
+
+class PlayoutStarted(_Msg):
+    at: float
+
+
+class PlayoutFinished(_Msg):
+    """What the user actually heard of turn ``turn_id``."""
+
+    heard_text: str
+    interrupted: bool
+    at: float
+
+
+# --- agent state and per-turn figures (turns/edge -> edge/browser) ----------
+
+
+class AgentState(_Msg):
+    state: Literal["listening", "thinking", "speaking"]
+
+
+class TurnLatency(_Msg):
+    """Milliseconds from end of user speech to each step, measured at the edge."""
+
+    stt_final_ms: float
+    llm_first_token_ms: float
+    tts_first_audio_ms: float
+    first_audio_out_ms: float
+
+
+SessionMsg = SessionStarted | SessionEnded
+AudioInMsg = AudioFrame
+VadMsg = SpeechStarted | SpeechEnded
+TranscriptMsg = TranscriptPartial | TranscriptFinal
+LlmRequestMsg = LlmRequest
+LlmStreamMsg = LlmToken | LlmDone
+TtsRequestMsg = TextChunk
+AudioOutMsg = AudioChunk
+ControlMsg = Cancel
+PlayoutMsg = PlayoutStarted | PlayoutFinished
+StateMsg = AgentState | TurnLatency

