@@ -65,6 +65,7 @@ class SpeechEnded(_Msg):
 
     at: float
     decided_at: float
+    frame_count: int = 0  # AudioFrames sent for this utterance: stt waits for all of them
 
 
 # --- transcripts (stt -> turns, edge) ---------------------------------------
