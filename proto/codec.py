@@ -9,7 +9,8 @@ import msgspec
 
 from proto.subjects import Channel
 
-DecodeError = msgspec.DecodeError | msgspec.ValidationError
+# ValidationError is a subclass of DecodeError: one except clause catches both.
+DecodeError = msgspec.DecodeError
 
 _encoder = msgspec.msgpack.Encoder()
 

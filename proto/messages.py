@@ -31,18 +31,18 @@ class _Msg(msgspec.Struct, tag=True, kw_only=True, frozen=True):
 # --- session lifecycle (edge -> everyone) -----------------------------------
 
 
-class SessionStarted(_Msg):
+class SessionStarted(_Msg, frozen=True):
     started_at: float
 
 
-class SessionEnded(_Msg):
+class SessionEnded(_Msg, frozen=True):
     reason: str = "closed"
 
 
 # --- microphone audio (edge -> stt) ----------------------------------------
 
 
-class AudioFrame(_Msg):
+class AudioFrame(_Msg, frozen=True):
     """20 ms of the user's microphone at ``sample_rate``."""
 
     pcm: bytes
@@ -53,13 +53,13 @@ class AudioFrame(_Msg):
 # --- voice activity (edge -> stt, turns) ------------------------------------
 
 
-class SpeechStarted(_Msg):
+class SpeechStarted(_Msg, frozen=True):
     """The user started utterance ``turn_id``; ``at`` is when speech began."""
 
     at: float
 
 
-class SpeechEnded(_Msg):
+class SpeechEnded(_Msg, frozen=True):
     """Utterance ``turn_id`` ended: ``at`` is the last voiced moment; the edge
     sends this once the endpointing silence has passed (``decided_at``)."""
 
@@ -71,11 +71,11 @@ class SpeechEnded(_Msg):
 # --- transcripts (stt -> turns, edge) ---------------------------------------
 
 
-class TranscriptPartial(_Msg):
+class TranscriptPartial(_Msg, frozen=True):
     text: str
 
 
-class TranscriptFinal(_Msg):
+class TranscriptFinal(_Msg, frozen=True):
     text: str
     speech_ended_at: float = 0.0
 
@@ -89,17 +89,17 @@ class ChatMessage(msgspec.Struct, frozen=True):
     interrupted: bool = False
 
 
-class LlmRequest(_Msg):
+class LlmRequest(_Msg, frozen=True):
     messages: list[ChatMessage]
     max_tokens: int = 150
 
 
-class LlmToken(_Msg):
+class LlmToken(_Msg, frozen=True):
     text: str
     index: int
 
 
-class LlmDone(_Msg):
+class LlmDone(_Msg, frozen=True):
     text: str
     tokens: int
     first_token_at: float
@@ -110,7 +110,7 @@ class LlmDone(_Msg):
 # --- speech synthesis (llm/turns -> tts -> edge) ----------------------------
 
 
-class TextChunk(_Msg):
+class TextChunk(_Msg, frozen=True):
     """One chunk of the agent's reply to speak; ``index`` orders the chunks of
     a turn and ``last`` closes the turn's speech."""
 
@@ -120,7 +120,7 @@ class TextChunk(_Msg):
     allow_interruptions: bool = True
 
 
-class AudioChunk(_Msg):
+class AudioChunk(_Msg, frozen=True):
     """At most ``max_chunk_ms`` of synthesized speech for text chunk
     ``chunk_index``; ``part`` orders the pieces of one text chunk. The piece
     with ``final_part`` set ends that text chunk; ``text`` rides on part 0."""
@@ -138,7 +138,7 @@ class AudioChunk(_Msg):
 # --- control (anyone -> llm, tts, edge) -------------------------------------
 
 
-class Cancel(_Msg):
+class Cancel(_Msg, frozen=True):
     """Stop all work for ``turn_id`` of the session (and anything older)."""
 
     reason: str = "barge-in"
@@ -147,11 +147,11 @@ class Cancel(_Msg):
 # --- playout (edge -> turns) ------------------------------------------------
 
 
-class PlayoutStarted(_Msg):
+class PlayoutStarted(_Msg, frozen=True):
     at: float
 
 
-class PlayoutFinished(_Msg):
+class PlayoutFinished(_Msg, frozen=True):
     """What the user actually heard of turn ``turn_id``."""
 
     heard_text: str
@@ -162,11 +162,11 @@ class PlayoutFinished(_Msg):
 # --- agent state and per-turn figures (turns/edge -> edge/browser) ----------
 
 
-class AgentState(_Msg):
+class AgentState(_Msg, frozen=True):
     state: Literal["listening", "thinking", "speaking"]
 
 
-class TurnLatency(_Msg):
+class TurnLatency(_Msg, frozen=True):
     """Milliseconds from end of user speech to each step, measured at the edge."""
 
     stt_final_ms: float

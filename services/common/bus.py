@@ -142,6 +142,10 @@ class Bus:
         finally:
             otel_context.detach(token)
 
+    async def flush(self) -> None:
+        """Round-trip to the server: every subscription made so far is in place."""
+        await self._nc.flush()
+
     def count_drop(self, channel: Channel, reason: str) -> None:
         metrics.BUS_DROPPED.labels(self.service, channel.name, reason).inc()
 

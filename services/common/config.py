@@ -11,7 +11,7 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore")
 
-    nats_url: str = Field("nats://127.0.0.1:4222", validation_alias="NATS_URL")
-    log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+    nats_url: str = Field(default="nats://127.0.0.1:4222", validation_alias="NATS_URL")
+    log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
     http_host: str = "127.0.0.1"
     http_port: int = 0

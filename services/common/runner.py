@@ -59,6 +59,7 @@ async def _serve(
     readiness.checks.append(lambda: bus.connected)
     http = await start_http(app, settings.http_host, settings.http_port)
     stop = await start(bus, readiness)
+    await bus.flush()  # ready means subscribed on the server, not just locally
     readiness.ready = True
     metrics.READY.labels(service).set(1)
     log.info("ready on http://%s:%d", settings.http_host, settings.http_port)

@@ -1,0 +1,1 @@
+"""The turns service: the conversation manager (state machine, history, greeting, cancels)."""

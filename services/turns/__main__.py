@@ -1,0 +1,3 @@
+from services.turns.service import run
+
+run()
