@@ -28,7 +28,8 @@ async def _main() -> int:
             starting.cancel()
             return 130
         starting.result()
-        print(f"\nVoice agent ready: open {config.url('edge')}/ and press Talk (Ctrl-C stops it)\n", flush=True)
+        url = config.url("edge")
+        print(f"\nVoice agent ready: open {url}/ and press Talk (Ctrl-C stops it)\n", flush=True)
         died = asyncio.create_task(stack.wait())
         await asyncio.wait({died, stopped}, return_when=asyncio.FIRST_COMPLETED)
         if died.done():

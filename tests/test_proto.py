@@ -3,7 +3,8 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from proto import codec, messages as m, subjects
+from proto import codec, subjects
+from proto import messages as m
 
 SAMPLES: list[tuple[subjects.Channel, msgspec.Struct]] = [
     (subjects.SESSION, m.SessionStarted(session_id="s1", turn_id=0, seq=1, started_at=1.5)),

@@ -7,11 +7,13 @@ of a crash. Service logic never imports nats; it gets a Bus.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 import nats
@@ -43,6 +45,13 @@ class Bus:
 
     @classmethod
     async def connect(cls, url: str, service: str) -> Bus:
+        # nats-py retries a first connect forever when reconnects are allowed, so
+        # check the server answers first and fail with one clear line if not.
+        await _check_reachable(url)
+
+        async def on_error(exc: Exception) -> None:
+            log.warning("nats: %s", exc)
+
         try:
             nc = await nats.connect(
                 url,
@@ -51,12 +60,10 @@ class Bus:
                 max_reconnect_attempts=-1,
                 allow_reconnect=True,
                 reconnect_time_wait=0.5,
+                error_cb=on_error,
             )
         except (NoServersError, OSError, TimeoutError) as exc:
-            raise StartupError(
-                f"cannot reach NATS at {url} ({exc.__class__.__name__}): start nats-server "
-                "(`make run` starts one) or set NATS_URL"
-            ) from exc
+            raise _unreachable(url, exc) from exc
         return cls(nc, service)
 
     @property
@@ -155,6 +162,25 @@ class Bus:
                 await self._nc.drain()
             except Exception:  # already closing: nothing left to drain
                 log.debug("drain failed", exc_info=True)
+
+
+def _unreachable(url: str, exc: BaseException) -> StartupError:
+    return StartupError(
+        f"cannot reach NATS at {url} ({exc.__class__.__name__}): start nats-server "
+        "(`make run` starts one) or set NATS_URL"
+    )
+
+
+async def _check_reachable(url: str) -> None:
+    first = url.split(",")[0]
+    parsed = urlsplit(first if "://" in first else f"nats://{first}")
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(parsed.hostname or "127.0.0.1", parsed.port or 4222), timeout=3
+        )
+    except (OSError, TimeoutError) as exc:
+        raise _unreachable(url, exc) from exc
+    writer.close()
 
 
 def _messaging_attributes(subject: str, operation: str, size: int, message: Any) -> dict[str, Any]:

@@ -30,9 +30,7 @@ AddRoutes = Callable[[web.Application], None]
 log = logging.getLogger(__name__)
 
 
-def main(
-    service: str, settings: ServiceSettings, start: Start, add_routes: AddRoutes | None = None
-) -> None:
+def main(service: str, settings: ServiceSettings, start: Start, add_routes: AddRoutes | None = None) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(),
         format=f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s",
@@ -46,9 +44,7 @@ def main(
         pass
 
 
-async def _serve(
-    service: str, settings: ServiceSettings, start: Start, add_routes: AddRoutes | None
-) -> None:
+async def _serve(service: str, settings: ServiceSettings, start: Start, add_routes: AddRoutes | None) -> None:
     telemetry.setup_tracing(service)
     readiness = Readiness()
     app = web.Application(client_max_size=256 * 1024)

@@ -1,0 +1,3 @@
+from services.edge.service import run
+
+run()

@@ -1,0 +1,62 @@
+"""Settings of the edge service (environment variables prefixed ``EDGE_``)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from services.common.config import ServiceSettings
+
+
+def split_list(value: str) -> list[str]:
+    """A comma-separated environment value as a list, blanks dropped."""
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="EDGE_", extra="ignore")
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    max_offer_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_sessions: int = Field(default=20, ge=1)
+    # Comma lists kept as strings: pydantic-settings would parse a list as JSON.
+    # Empty ICE servers: host candidates only, never a public STUN server by default.
+    ice_servers: str = ""
+    # Credentials for TURN servers in ice_servers (all of them), if needed.
+    ice_username: str = ""
+    ice_credential: str = ""
+    # Empty: aioice's own discovery (which skips 127.0.0.1).
+    ice_host_addresses: str = ""
+    # A session that has not connected by then is closed, freeing its slot.
+    connect_timeout_s: float = Field(default=20.0, gt=0)
+    # How long SessionStarted waits for the client's data channel to open, so
+    # the first events (the greeting's text) are not lost.
+    datachannel_wait_ms: int = Field(default=1000, ge=0)
+
+    vad_threshold: float = Field(default=0.5, gt=0, lt=1)
+    # Silero's usual hysteresis: a frame counts as silence below this, so speech
+    # hovering around the threshold does not end an utterance.
+    vad_neg_threshold: float = Field(default=0.35, gt=0, lt=1)
+    min_speech_ms: int = Field(default=100, ge=20)
+    preroll_ms: int = Field(default=300, ge=0)
+    endpoint_silence_ms: int = Field(default=400, ge=20)
+    max_utterance_ms: int = Field(default=15000, ge=500)
+
+    # Playout waits this long for a missing (chunk_index, part) before skipping
+    # it, so one lost piece never stalls the agent's voice.
+    reorder_wait_ms: int = Field(default=300, ge=0)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        # Same as Settings(); without the pydantic mypy plugin, mypy would take the
+        # base's aliased fields (NATS_URL, LOG_LEVEL) for required arguments.
+        return cls.model_validate({})
+
+    @property
+    def ice_server_urls(self) -> list[str]:
+        return split_list(self.ice_servers)
+
+    @property
+    def ice_host_address_list(self) -> list[str]:
+        return split_list(self.ice_host_addresses)

@@ -1,0 +1,298 @@
+"""One WebRTC session: peer connection, its bus subscriptions, and the glue
+between the pure parts (endpointing, playout, latency) and the bus."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import msgspec
+from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from nats.aio.subscription import Subscription
+
+from proto import messages as m
+from proto import subjects as s
+from services.common.bus import Bus
+from services.edge import events
+from services.edge.audio import ChunkResampler
+from services.edge.config import Settings
+from services.edge.endpointing import Ended, EndpointConfig, Endpointer, Event, Frame, Started
+from services.edge.ice import rtc_configuration
+from services.edge.latency import LatencyTracker
+from services.edge.media import PlayoutTrack, read_microphone
+from services.edge.metrics import BARGE_INS, CONNECT, FIRST_AUDIO_OUT
+from services.edge.offer import OfferError, has_data_channel
+from services.edge.playout import PlayoutBuffer, PlayoutEvent, TurnFinished, TurnStarted
+from services.edge.vad import SileroModel
+
+log = logging.getLogger(__name__)
+
+
+def endpoint_config(settings: Settings) -> EndpointConfig:
+    return EndpointConfig(
+        threshold=settings.vad_threshold,
+        neg_threshold=min(settings.vad_neg_threshold, settings.vad_threshold),
+        min_speech_ms=settings.min_speech_ms,
+        preroll_ms=settings.preroll_ms,
+        silence_ms=settings.endpoint_silence_ms,
+        max_utterance_ms=settings.max_utterance_ms,
+    )
+
+
+class EdgeSession:
+    """A browser's call: audio both ways, events on the data channel."""
+
+    def __init__(
+        self,
+        session_id: str,
+        bus: Bus,
+        vad: SileroModel,
+        settings: Settings,
+        on_closed: Callable[[EdgeSession], None],
+    ) -> None:
+        self.id = session_id
+        self.bus = bus
+        self.settings = settings
+        self._on_closed = on_closed
+        self.pc = RTCPeerConnection(
+            rtc_configuration(settings.ice_server_urls, settings.ice_username, settings.ice_credential)
+        )
+        self.endpointer = Endpointer(endpoint_config(settings))
+        self.vad = vad.stream()
+        self.playout = PlayoutBuffer(ChunkResampler, reorder_wait=settings.reorder_wait_ms / 1000)
+        self.track = PlayoutTrack(self.playout, self._on_playout)
+        self.latency = LatencyTracker()
+        self.channel: RTCDataChannel | None = None
+        self._channel_open = asyncio.Event()
+        self._wants_channel = False
+        self._subscriptions: list[Subscription] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._offered_at = time.monotonic()
+        self.connected = False
+        self.closed = False
+        self.pc.on("track", self._on_track)
+        self.pc.on("datachannel", self._on_datachannel)
+        self.pc.on("connectionstatechange", self._on_connection_state)
+
+    async def accept(self, offer_sdp: str) -> str:
+        """Apply the offer and return the answer; OfferError for an SDP aiortc refuses."""
+        self._wants_channel = has_data_channel(offer_sdp)
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        except Exception as exc:  # aiortc raises ValueError and others for SDP it cannot use
+            log.info("offer rejected by aiortc: %s: %s", type(exc).__name__, exc)
+            raise OfferError(400, "bad_sdp", f"the SDP was rejected: {exc}") from exc
+        self.pc.addTrack(self.track)
+        await self._subscribe()
+        # aiortc gathers every ICE candidate inside setLocalDescription: the answer is complete.
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        self._spawn(self._connect_deadline())
+        return str(self.pc.localDescription.sdp)
+
+    async def _subscribe(self) -> None:
+        # One subscription each: control (Cancel) never waits behind audio or text.
+        for channel, handler, traced in (
+            (s.CONTROL, self._on_control, True),
+            (s.AUDIO_OUT, self._on_audio_out, False),
+            (s.TRANSCRIPT, self._on_transcript, True),
+            (s.LLM_STREAM, self._on_llm_stream, True),
+            (s.STATE, self._on_state, True),
+        ):
+            sub = await self.bus.subscribe(channel, handler, session_id=self.id, traced=traced)
+            self._subscriptions.append(sub)
+
+    async def close(self, reason: str = "closed") -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            current = asyncio.current_task()
+            for task in list(self._tasks):
+                if task is not current:
+                    task.cancel()
+            self.track.stop()
+            for sub in self._subscriptions:
+                with contextlib.suppress(Exception):  # the connection may already be closed
+                    await sub.unsubscribe()
+            ended = self.endpointer.close(time.time())
+            if ended is not None:
+                await self._speech_ended(ended)
+            await self.pc.close()
+            if self.connected:
+                await self._publish(s.SESSION, m.SessionEnded(**self._ids(0), reason=reason))
+        finally:
+            self.bus.forget_session(self.id)
+            self._on_closed(self)
+        log.info("session %s closed (%s)", self.id, reason)
+
+    # --- WebRTC callbacks ---------------------------------------------------
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio":
+            self._spawn(read_microphone(track, self.vad, self.endpointer, self._on_speech))
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        if channel.label != "events":
+            return
+        self.channel = channel
+        if channel.readyState == "open":
+            self._channel_open.set()
+        channel.on("open", self._channel_open.set)
+
+    def _on_connection_state(self) -> None:
+        state = self.pc.connectionState
+        if state == "connected" and not self.connected:
+            self.connected = True
+            elapsed = time.monotonic() - self._offered_at
+            CONNECT.labels("edge").observe(elapsed)
+            log.info("session %s connected %.0f ms after its offer", self.id, elapsed * 1000)
+            self._spawn(self._announce())
+        elif state in ("failed", "closed"):
+            self._spawn(self.close(state))
+
+    async def _announce(self) -> None:
+        if self._wants_channel and self.settings.datachannel_wait_ms:
+            # Wait a moment for the events channel so the greeting's text is not lost.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._channel_open.wait(), self.settings.datachannel_wait_ms / 1000)
+        await self._publish(s.SESSION, m.SessionStarted(**self._ids(0), started_at=time.time()))
+        self.send(events.session(self.id))
+
+    async def _connect_deadline(self) -> None:
+        await asyncio.sleep(self.settings.connect_timeout_s)
+        if not self.connected:
+            self._spawn(self.close("connect_timeout"))
+
+    # --- microphone -> bus --------------------------------------------------
+
+    async def _on_speech(self, event: Event) -> None:
+        if isinstance(event, Frame):
+            frame = m.AudioFrame(**self._ids(event.turn_id), pcm=event.pcm, captured_at=event.captured_at)
+            await self._publish(s.AUDIO_IN, frame, traced=False)
+        elif isinstance(event, Started):
+            if self.playout.interruptible:
+                await self._barge_in()
+            await self._publish(s.VAD, m.SpeechStarted(**self._ids(event.turn_id), at=event.at))
+            self.send(events.user_speaking(event.turn_id, started=True))
+        else:
+            await self._speech_ended(event)
+
+    async def _speech_ended(self, event: Ended) -> None:
+        self.latency.speech_ended(event.turn_id, event.at)
+        ended = m.SpeechEnded(
+            **self._ids(event.turn_id), at=event.at, decided_at=time.time(), frame_count=event.frame_count
+        )
+        await self._publish(s.VAD, ended)
+        self.send(events.user_speaking(event.turn_id, started=False))
+
+    async def _barge_in(self) -> None:
+        """User speech over the agent: silence playout now, then tell the bus."""
+        turn_id = self.playout.turn_id
+        if turn_id is None:
+            return
+        stopped = self.playout.cancel(turn_id)
+        BARGE_INS.inc()
+        await self._publish(s.CONTROL, m.Cancel(**self._ids(turn_id), reason="barge-in"))
+        await self._on_playout(stopped, time.time())
+
+    # --- playout -> bus -----------------------------------------------------
+
+    async def _on_playout(self, happened: list[PlayoutEvent], now: float) -> None:
+        for event in happened:
+            if isinstance(event, TurnStarted):
+                await self._publish(s.PLAYOUT, m.PlayoutStarted(**self._ids(event.turn_id), at=now))
+                self.send(events.agent_started(event.turn_id))
+                await self._report_latency(event.turn_id, now)
+            elif isinstance(event, TurnFinished):
+                finished = m.PlayoutFinished(
+                    **self._ids(event.turn_id),
+                    heard_text=event.heard_text,
+                    interrupted=event.interrupted,
+                    at=now,
+                )
+                await self._publish(s.PLAYOUT, finished)
+                self.send(events.agent_stopped(event.turn_id, event.interrupted, event.heard_text))
+
+    async def _report_latency(self, turn_id: int, now: float) -> None:
+        figures = self.latency.audio_out(turn_id, now)
+        if figures is None:
+            return
+        FIRST_AUDIO_OUT.labels("edge").observe(max(0.0, figures.first_audio_out_ms / 1000))
+        message = m.TurnLatency(
+            **self._ids(turn_id),
+            stt_final_ms=figures.stt_final_ms,
+            llm_first_token_ms=figures.llm_first_token_ms,
+            tts_first_audio_ms=figures.tts_first_audio_ms,
+            first_audio_out_ms=figures.first_audio_out_ms,
+        )
+        await self._publish(s.STATE, message)
+        self.send(events.latency(figures))
+
+    # --- bus -> session -----------------------------------------------------
+
+    async def _on_audio_out(self, message: Any, _subject: str) -> None:
+        if not isinstance(message, m.AudioChunk) or self.closed:
+            return
+        now = time.time()
+        accepted, superseded = self.playout.push(message, now)
+        if not accepted:
+            self.bus.count_drop(s.AUDIO_OUT, "stale_turn")
+        else:
+            self.latency.tts_audio(message.turn_id, now)
+        await self._on_playout(superseded, now)
+
+    async def _on_control(self, message: Any, _subject: str) -> None:
+        if isinstance(message, m.Cancel):
+            await self._on_playout(self.playout.cancel(message.turn_id), time.time())
+
+    async def _on_transcript(self, message: Any, _subject: str) -> None:
+        if isinstance(message, m.TranscriptFinal):
+            self.latency.stt_final(message.turn_id, time.time())
+        self._forward(message)
+
+    async def _on_llm_stream(self, message: Any, _subject: str) -> None:
+        if isinstance(message, m.LlmToken):
+            self.latency.llm_token(message.turn_id, time.time())
+        self._forward(message)
+
+    async def _on_state(self, message: Any, _subject: str) -> None:
+        self._forward(message)  # our own TurnLatency comes back here and is not forwarded
+
+    # --- helpers ------------------------------------------------------------
+
+    def _forward(self, message: Any) -> None:
+        event = events.from_bus(message)
+        if event is not None:
+            self.send(event)
+
+    def send(self, event: events.Event) -> None:
+        """One JSON event to the browser, if its channel is open."""
+        channel = self.channel
+        if channel is not None and channel.readyState == "open":
+            channel.send(events.encode(event))
+
+    def _ids(self, turn_id: int) -> dict[str, Any]:
+        return {"session_id": self.id, "turn_id": turn_id, "seq": self.bus.next_seq(self.id)}
+
+    async def _publish(self, channel: s.Channel, message: msgspec.Struct, traced: bool = True) -> None:
+        try:
+            await self.bus.publish(channel, message, traced=traced)
+        except Exception:  # a closed or reconnecting bus must not kill the call
+            log.warning("session %s: publish on %s failed", self.id, channel.name, exc_info=True)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # A dead microphone loop would otherwise fail silently: log it and end the call.
+            log.error("session %s: task failed", self.id, exc_info=task.exception())
+            if not self.closed:
+                self._spawn(self.close("error"))

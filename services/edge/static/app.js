@@ -1,0 +1,212 @@
+// The voice agent's browser client: microphone -> WebRTC -> edge, events back on
+// the "events" data channel. No build step. window.voiceAgent exposes what
+// happened so browser tests can read it.
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const talk = $("talk");
+  const stateEl = $("state");
+  const errorEl = $("error");
+  const log = $("log");
+  const remote = $("remote");
+
+  const agent = {
+    events: [], // every data-channel event, with receivedAt (performance.now() ms)
+    state: "idle", // idle | connecting | listening | thinking | speaking
+    connected: false,
+    error: "",
+    sessionStartedAt: null,
+    pc: null,
+    start,
+    stop,
+  };
+  window.voiceAgent = agent;
+
+  let stream = null;
+  const turns = new Map(); // turn_id -> {user, agent, latency} elements
+
+  function setState(state) {
+    agent.state = state;
+    stateEl.textContent = state;
+    stateEl.dataset.state = state;
+  }
+
+  function showError(message) {
+    agent.error = message;
+    errorEl.textContent = message;
+  }
+
+  function turnRow(turnId) {
+    let row = turns.get(turnId);
+    if (!row) {
+      const make = (cls, who) => {
+        const div = document.createElement("div");
+        div.className = `turn ${cls}`;
+        div.hidden = true;
+        div.innerHTML = `<span class="who">${who}</span><span class="text"></span>`;
+        log.appendChild(div);
+        return div;
+      };
+      const user = make("user", "You");
+      const reply = make("agent", "Agent");
+      const latency = document.createElement("p");
+      latency.className = "latency";
+      latency.hidden = true;
+      log.appendChild(latency);
+      row = { user, agent: reply, latency };
+      turns.set(turnId, row);
+    }
+    return row;
+  }
+
+  function setText(el, text, partial) {
+    el.hidden = false;
+    const span = el.querySelector(".text");
+    span.textContent = text;
+    span.classList.toggle("partial", partial);
+  }
+
+  function appendText(el, delta) {
+    el.hidden = false;
+    el.querySelector(".text").textContent += delta;
+  }
+
+  function fmt(ms) {
+    return ms < 0 ? "–" : `${Math.round(ms)} ms`;
+  }
+
+  const handlers = {
+    transcript: (e) => setText(turnRow(e.turn_id).user, e.text, !e.final),
+    agent_text: (e) => appendText(turnRow(e.turn_id).agent, e.text),
+    state: (e) => setState(e.state),
+    user_started_speaking: (e) => {
+      const row = turnRow(e.turn_id);
+      if (!row.user.querySelector(".text").textContent) setText(row.user, "…", true);
+    },
+    user_stopped_speaking: () => {},
+    agent_started_speaking: () => {},
+    agent_stopped_speaking: (e) => {
+      turnRow(e.turn_id).agent.classList.toggle("interrupted", e.interrupted);
+    },
+    latency: (e) => {
+      const el = turnRow(e.turn_id).latency;
+      el.hidden = false;
+      el.textContent =
+        `after you stopped: transcript ${fmt(e.stt_final_ms)} · first word ${fmt(e.llm_first_token_ms)}` +
+        ` · first audio ${fmt(e.tts_first_audio_ms)} · playing ${fmt(e.first_audio_out_ms)}`;
+    },
+  };
+
+  function onEvent(raw) {
+    let event;
+    try {
+      event = JSON.parse(raw);
+    } catch {
+      return;
+    }
+    event.receivedAt = performance.now();
+    agent.events.push(event);
+    const handle = handlers[event.type];
+    if (handle) handle(event);
+    log.scrollTop = log.scrollHeight;
+  }
+
+  function iceGatheringComplete(pc, timeoutMs = 5000) {
+    if (pc.iceGatheringState === "complete") return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        if (pc.iceGatheringState !== "complete") return;
+        pc.removeEventListener("icegatheringstatechange", done);
+        resolve();
+      };
+      pc.addEventListener("icegatheringstatechange", done);
+      setTimeout(resolve, timeoutMs); // send what we have rather than hang
+    });
+  }
+
+  async function postOffer(pc) {
+    const response = await fetch("/offer", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ sdp: pc.localDescription.sdp, type: pc.localDescription.type }),
+    });
+    let body = null;
+    try {
+      body = await response.json();
+    } catch {
+      body = null;
+    }
+    if (!response.ok) {
+      const reason = body && body.error ? body.error : response.statusText;
+      throw new Error(`The edge refused the call (${response.status}): ${reason}`);
+    }
+    return body;
+  }
+
+  async function start() {
+    showError("");
+    talk.disabled = true;
+    setState("connecting");
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({
+        audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+      });
+    } catch (err) {
+      fail(`Microphone unavailable: ${err.message || err.name}. Allow the microphone and try again.`);
+      return;
+    }
+    const pc = new RTCPeerConnection({ iceServers: [] });
+    agent.pc = pc;
+    const channel = pc.createDataChannel("events");
+    channel.onmessage = (m) => onEvent(m.data);
+    stream.getAudioTracks().forEach((track) => pc.addTrack(track, stream));
+    pc.ontrack = (e) => {
+      remote.srcObject = e.streams[0] || new MediaStream([e.track]);
+      remote.play().catch(() => {}); // autoplay may need the click we already had
+    };
+    pc.onconnectionstatechange = () => {
+      if (pc.connectionState === "connected") {
+        agent.connected = true;
+        agent.sessionStartedAt = performance.now();
+        if (agent.state === "connecting") setState("listening");
+      } else if (pc.connectionState === "failed") {
+        fail("The connection to the edge failed (no network path for WebRTC).");
+      } else if (pc.connectionState === "disconnected" || pc.connectionState === "closed") {
+        agent.connected = false;
+      }
+    };
+    try {
+      await pc.setLocalDescription(await pc.createOffer());
+      await iceGatheringComplete(pc);
+      const answer = await postOffer(pc);
+      await pc.setRemoteDescription(answer);
+    } catch (err) {
+      fail(err.message || String(err));
+      return;
+    }
+    talk.textContent = "Stop";
+    talk.classList.add("on");
+    talk.disabled = false;
+  }
+
+  function stop() {
+    if (agent.pc) agent.pc.close();
+    agent.pc = null;
+    agent.connected = false;
+    if (stream) stream.getTracks().forEach((t) => t.stop());
+    stream = null;
+    remote.srcObject = null;
+    talk.textContent = "Talk";
+    talk.classList.remove("on");
+    talk.disabled = false;
+    setState("idle");
+  }
+
+  function fail(message) {
+    stop();
+    showError(message);
+  }
+
+  talk.addEventListener("click", () => (agent.pc ? stop() : start()));
+})();

@@ -1,0 +1,253 @@
+"""The edge end to end over loopback WebRTC and the real nats-server.
+
+The test plays the other services: it watches the bus, publishes transcripts,
+tokens and AudioChunks, and talks to the edge through tests/webrtc_client.py.
+Works inside ``unshare -n`` (only lo) thanks to EDGE_ICE_HOST_ADDRESSES.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import nats
+import numpy as np
+import pytest
+from aiohttp import web
+from prometheus_client import REGISTRY
+
+from proto import messages as m
+from proto import subjects as s
+from services.common.bus import Bus
+from services.common.probes import Readiness, add_probe_routes, start_http
+from services.edge.config import Settings
+from services.edge.endpointing import Endpointer, Started
+from services.edge.service import EdgeService
+from services.edge.vad import SileroModel
+from tests.support import NatsServer, free_port, librivox_utterances
+from tests.webrtc_client import EdgeClient
+
+pytestmark = pytest.mark.e2e
+
+TONE_RATE = 22050
+PIECE = TONE_RATE // 5  # 200 ms pieces, as tts sends
+
+
+@pytest.fixture
+async def edge_url(nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
+    port = free_port()
+    monkeypatch.setenv("NATS_URL", nats_server.url)
+    monkeypatch.setenv("EDGE_HTTP_PORT", str(port))
+    monkeypatch.setenv("EDGE_ICE_HOST_ADDRESSES", "127.0.0.1")
+    settings = Settings.from_env()
+    service = EdgeService(settings)
+    readiness = Readiness()
+    app = web.Application()
+    add_probe_routes(app, readiness)
+    service.add_routes(app)
+    bus = await Bus.connect(settings.nats_url, "edge")
+    http = await start_http(app, settings.http_host, settings.http_port)
+    stop = await service.start(bus, readiness)
+    readiness.ready = True
+    yield f"http://127.0.0.1:{port}"
+    await stop()
+    await bus.close()
+    await http.cleanup()
+
+
+class Peers:
+    """The rest of the agent, as far as the edge can tell: watches and publishes."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self.seen: list[tuple[float, Any]] = []
+
+    @classmethod
+    async def connect(cls, url: str) -> Peers:
+        peers = cls(await Bus.connect(url, "test"))
+        for channel in (s.SESSION, s.VAD, s.AUDIO_IN, s.PLAYOUT, s.STATE, s.CONTROL):
+            await peers.bus.subscribe(channel, peers._record, traced=False)
+        return peers
+
+    async def _record(self, message: Any, _subject: str) -> None:
+        self.seen.append((time.time(), message))
+
+    def all(self, kind: type, where: Callable[[Any], bool] = lambda _: True) -> list[Any]:
+        return [msg for _, msg in self.seen if isinstance(msg, kind) and where(msg)]
+
+    def when(self, message: Any) -> float:
+        return next(t for t, msg in self.seen if msg is message)
+
+    async def wait_for(
+        self, kind: type, within: float = 10.0, where: Callable[[Any], bool] = lambda _: True
+    ) -> Any:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            found = self.all(kind, where)
+            if found:
+                return found[0]
+            await asyncio.sleep(0.01)
+        raise TimeoutError(
+            f"no {kind.__name__} in {within}s; saw {[type(x).__name__ for _, x in self.seen[-20:]]}"
+        )
+
+    async def say_audio(
+        self, session: str, turn: int, seconds: float, text: str, freq: float = 440.0
+    ) -> float:
+        """Publish a tone as tts would (200 ms AudioChunks); returns when publishing began."""
+        t = np.arange(int(TONE_RATE * seconds)) / TONE_RATE
+        signal = (np.sin(2 * np.pi * freq * t) * 12000).astype(np.int16)
+        began = time.time()
+        for part, start in enumerate(range(0, signal.size, PIECE)):
+            last = start + PIECE >= signal.size
+            chunk = m.AudioChunk(
+                session_id=session, turn_id=turn, seq=self.bus.next_seq(session), chunk_index=0, part=part,
+                pcm=signal[start : start + PIECE].tobytes(), sample_rate=TONE_RATE,
+                text=text if part == 0 else "", final_part=last, last_chunk=last,
+            )  # fmt: skip
+            await self.bus.publish(s.AUDIO_OUT, chunk, traced=False)
+        return began
+
+
+@pytest.fixture
+async def peers(nats_server: NatsServer) -> AsyncIterator[Peers]:
+    peers = await Peers.connect(nats_server.url)
+    yield peers
+    await peers.bus.close()
+
+
+@pytest.fixture
+async def client(edge_url: str, peers: Peers) -> AsyncIterator[EdgeClient]:
+    # Depends on peers so the bus is watched before the session starts.
+    client = EdgeClient(edge_url)
+    await client.connect()
+    print(f"offer -> connected: {client.connect_seconds * 1000:.0f} ms")
+    yield client
+    await client.close()
+
+
+def dropped_undecodable() -> float:
+    labels = {"service": "edge", "channel": "audio.out", "reason": "undecodable"}
+    return REGISTRY.get_sample_value("voice_agent_bus_messages_dropped_total", labels) or 0.0
+
+
+def offline_onset(pcm: np.ndarray) -> float:
+    """Where the edge's VAD + endpointing put the start of speech in ``pcm``."""
+    model = SileroModel()
+    stream, endpointer = model.stream(), Endpointer()
+    for i, frame in enumerate(pcm[: pcm.size // 320 * 320].reshape(-1, 320)):
+        for event in endpointer.push(frame.tobytes(), stream.push(frame), i * 0.02):
+            if isinstance(event, Started):
+                return event.at
+    raise AssertionError("no speech found offline")
+
+
+def dominant_hz(samples: np.ndarray, rate: int = 48000) -> float:
+    spectrum = np.abs(np.fft.rfft(samples.astype(np.float64)))
+    return float(np.argmax(spectrum) * rate / samples.size)
+
+
+async def test_utterance_in_reply_out(client: EdgeClient, peers: Peers, nats_server: NatsServer) -> None:
+    started = await peers.wait_for(m.SessionStarted)
+    sid = started.session_id
+    utterance = next(u for u in librivox_utterances() if u.name.endswith("0880"))
+    spoken = client.say(utterance.pcm16())
+
+    ended = await peers.wait_for(m.SpeechEnded, within=15)
+    speech = peers.all(m.SpeechStarted)
+    assert [(x.session_id, x.turn_id) for x in speech] == [(sid, 1)]
+    assert ended.turn_id == 1 and ended.session_id == sid
+    voiced = ended.at - speech[0].at
+    assert 2.0 < voiced < 3.2, voiced  # the sentence is ~2.6 s of speech in a 3 s file
+    assert ended.decided_at - ended.at == pytest.approx(0.4, abs=0.15)
+    assert spoken.started_at is not None
+    # The same VAD offline on the file says where speech starts in it; the rest is transport.
+    mic_to_edge = speech[0].at - (spoken.started_at + offline_onset(utterance.pcm16()))
+    print(f"mic -> edge (send to SpeechStarted.at, same VAD offline): {mic_to_edge * 1000:.0f} ms")
+    assert 0.0 < mic_to_edge < 0.4
+    session_event = await client.wait_for_event("session")
+    assert session_event["session_id"] == sid
+    await asyncio.sleep(0.8)  # more silence: the edge must send nothing between utterances
+    frames = peers.all(m.AudioFrame)
+    assert len(frames) == ended.frame_count
+    assert all(f.turn_id == 1 and len(f.pcm) == 640 and f.sample_rate == 16000 for f in frames)
+    # Pre-roll (300 ms) + speech + endpoint silence (400 ms), in 20 ms frames.
+    assert voiced + 0.5 <= ended.frame_count * 0.02 <= voiced + 0.9
+    await client.wait_for_event("user_started_speaking", where=lambda e: e["turn_id"] == 1)
+    await client.wait_for_event("user_stopped_speaking", where=lambda e: e["turn_id"] == 1)
+
+    ids = {"session_id": sid, "turn_id": 1}
+    await peers.bus.publish(s.TRANSCRIPT, m.TranscriptFinal(**ids, seq=1, text=utterance.text))
+    await peers.bus.publish(s.LLM_STREAM, m.LlmToken(**ids, seq=2, text="Hello", index=0))
+    began = await peers.say_audio(sid, 1, 1.0, "hello there")
+    finished = await peers.wait_for(m.PlayoutFinished, within=5)
+    assert (finished.turn_id, finished.heard_text, finished.interrupted) == (1, "hello there", False)
+    assert peers.all(m.PlayoutStarted, lambda x: x.turn_id == 1)
+    await asyncio.sleep(0.3)  # the last frames travel
+    heard = client.first_sound_after(began)
+    assert heard is not None
+    print(f"AudioChunk published -> audible at the client: {(heard - began) * 1000:.0f} ms")
+    tone = client.audio_between(heard, heard + 0.8)
+    assert abs(dominant_hz(tone) - 440) < 10
+
+    event = await client.wait_for_event("transcript", where=lambda e: e["final"])
+    assert event["text"] == utterance.text
+    await client.wait_for_event("agent_text", where=lambda e: e["text"] == "Hello")
+    await client.wait_for_event("agent_started_speaking", where=lambda e: e["turn_id"] == 1)
+    stopped = await client.wait_for_event("agent_stopped_speaking")
+    assert stopped["interrupted"] is False
+    latency = await client.wait_for_event("latency")
+    figures = await peers.wait_for(m.TurnLatency)
+    assert latency["first_audio_out_ms"] == figures.first_audio_out_ms > latency["stt_final_ms"] >= 0
+
+    # Garbage on the session's audio subject is counted and dropped; the call goes on.
+    before = dropped_undecodable()
+    raw = await nats.connect(nats_server.url)
+    await raw.publish(s.AUDIO_OUT.subject(sid), b"\xc1 not msgpack")
+    await raw.drain()
+    await asyncio.sleep(0.2)
+    assert dropped_undecodable() == before + 1
+    began = await peers.say_audio(sid, 2, 0.6, "again", freq=660.0)
+    await peers.wait_for(m.PlayoutFinished, where=lambda x: x.turn_id == 2)
+    await asyncio.sleep(0.3)
+    again = client.first_sound_after(began)
+    assert again is not None and abs(dominant_hz(client.audio_between(again, again + 0.4)) - 660) < 15
+
+    closed_at = time.time()
+    await client.close()
+    ended_session = await peers.wait_for(m.SessionEnded, within=10)
+    assert ended_session.session_id == sid
+    print(f"client close -> SessionEnded: {(peers.when(ended_session) - closed_at) * 1000:.0f} ms")
+
+
+async def test_barge_in_and_bus_cancel_stop_playout(client: EdgeClient, peers: Peers) -> None:
+    sid = (await peers.wait_for(m.SessionStarted)).session_id
+    began = await peers.say_audio(sid, 0, 4.0, "welcome to the voice agent")
+    await peers.wait_for(m.PlayoutStarted, where=lambda x: x.turn_id == 0)
+    await asyncio.sleep(0.5)
+    client.say(next(u for u in librivox_utterances() if u.name.endswith("0930")).pcm16())
+
+    cancel = await peers.wait_for(m.Cancel, within=5)
+    assert (cancel.turn_id, cancel.reason) == (0, "barge-in")
+    cut = await peers.wait_for(m.PlayoutFinished)
+    assert (cut.turn_id, cut.interrupted, cut.heard_text) == (0, True, "welcome to the voice agent")
+    assert peers.all(m.SpeechStarted)[0].turn_id == 1
+    cancelled_at = peers.when(cancel)
+    assert cancelled_at - began < 3.0  # well before the 4 s reply would have ended
+    await asyncio.sleep(0.5)
+    last = client.last_sound()
+    assert last is not None and last - cancelled_at < 0.3, "playout stops at once"
+    event = await client.wait_for_event("agent_stopped_speaking")
+    assert event["interrupted"] is True
+
+    # A Cancel from the bus (turns superseding a reply) flushes too.
+    await peers.wait_for(m.SpeechEnded, within=10)
+    began = await peers.say_audio(sid, 1, 4.0, "a long answer")
+    await peers.wait_for(m.PlayoutStarted, where=lambda x: x.turn_id == 1)
+    await asyncio.sleep(0.3)
+    await peers.bus.publish(s.CONTROL, m.Cancel(session_id=sid, turn_id=1, seq=9, reason="superseded"))
+    cut = await peers.wait_for(m.PlayoutFinished, where=lambda x: x.turn_id == 1)
+    assert cut.interrupted and cut.heard_text == "a long answer"
+    assert time.time() - began < 2.0
