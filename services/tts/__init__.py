@@ -1,0 +1,1 @@
+"""Speech synthesis: TextChunk in, AudioChunks of at most TTS_MAX_CHUNK_MS out."""

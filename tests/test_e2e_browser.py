@@ -1,0 +1,91 @@
+"""End to end through Debian's headless Chromium: the page, a fake microphone playing
+real LibriVox speech, the whole agent (`python -m stack`), the reply heard in the page."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.e2e_audio import looks_like_english, transcribe
+from tests.stack_process import StackProcess
+from tests.support import librivox_utterances, word_error_rate
+
+pytestmark = pytest.mark.e2e
+BROWSER_DIR = Path(__file__).resolve().parent / "browser"
+LEAD_IN_S = 6.0  # the greeting plays first; the user speaks after it
+TAIL_S = 14.0
+RMS_SPEECH = 0.01
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[StackProcess]:
+    process = StackProcess().start()
+    yield process
+    process.stop()
+
+
+def _write_microphone_wav(path: Path, speech: np.ndarray) -> float:
+    """Silence, the utterance, silence; returns where the speech ends (s)."""
+    lead = np.zeros(int(LEAD_IN_S * 16000), dtype=np.int16)
+    tail = np.zeros(int(TAIL_S * 16000), dtype=np.int16)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(np.concatenate([lead, speech, tail]).tobytes())
+    return LEAD_IN_S + speech.size / 16000
+
+
+def _last_loud(timeline: list[list[float]]) -> float:
+    return max(t for t, rms in timeline if rms > RMS_SPEECH)
+
+
+def _first_loud_after(timeline: list[list[float]], after: float) -> float | None:
+    return next((t for t, rms in timeline if t > after and rms > RMS_SPEECH), None)
+
+
+def test_browser_conversation(stack: StackProcess, tmp_path: Path) -> None:
+    assert shutil.which("node"), "node is needed for the browser test (Debian nodejs)"
+    utterance = next(u for u in librivox_utterances() if u.name.endswith("0880"))
+    wav = tmp_path / "microphone.wav"
+    _write_microphone_wav(wav, utterance.pcm16())
+    out = tmp_path / "result.json"
+    seconds = LEAD_IN_S + TAIL_S + 3
+    run = subprocess.run(
+        ["node", "talk.mjs", f"{stack.edge_url}/", str(wav), str(out), str(seconds)],
+        cwd=BROWSER_DIR,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+    )
+    assert run.returncode == 0, run.stderr + stack.log_tail()
+    result = json.loads(out.read_text())
+    events = result["events"]
+    kinds = [e.get("type") for e in events]
+    finals = [e for e in events if e.get("type") == "transcript" and e.get("final") and e["turn_id"] >= 1]
+    assert finals, f"no final transcript in the page: {kinds}\n{result['console']}\n{stack.log_tail()}"
+    assert word_error_rate(utterance.text, finals[0]["text"]) <= 0.3, finals[0]["text"]
+    agent_words = "".join(
+        e["text"] for e in events if e.get("type") == "agent_text" and e["turn_id"] == finals[0]["turn_id"]
+    )
+    assert agent_words.strip(), f"no agent text for the turn: {kinds}"
+    assert "latency" in kinds and "state" in kinds
+
+    speech_end = _last_loud(result["mic"])
+    reply_start = _first_loud_after(result["remote"], speech_end)
+    assert reply_start is not None, "no reply audio on the page's remote track"
+    pcm = np.frombuffer(base64.b64decode(result["remotePcmBase64"]), dtype=np.int16)
+    rate = int(result["remoteSampleRate"])
+    first_block = result["remote"][0][0]
+    start_index = int((reply_start - first_block) / 1000 * rate)
+    heard = transcribe(pcm[max(0, start_index - rate // 10) :], rate)
+    assert looks_like_english(heard), heard
+    print(f"browser: voice-to-voice {reply_start - speech_end:.0f} ms; agent said {heard!r}")

@@ -1,0 +1,77 @@
+"""End to end: a Python WebRTC client talks to the whole agent (`python -m stack`).
+
+Real nats-server, the five services as processes, real models, real LibriVox speech.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from services.edge.ice import use_host_addresses
+from tests.e2e_audio import looks_like_english, transcribe
+from tests.stack_process import StackProcess
+from tests.support import librivox_utterances, word_error_rate
+from tests.webrtc_client import EdgeClient
+
+pytestmark = pytest.mark.e2e
+OUT_RATE = 48000
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[StackProcess]:
+    process = StackProcess().start()
+    yield process
+    process.stop()
+
+
+async def _talk(client: EdgeClient, turn: int, speech: object) -> dict[str, float]:
+    utterance = speech
+    spoken = client.say(utterance.pcm16())  # type: ignore[attr-defined]
+    final = await client.wait_for_event(
+        "transcript", within=40, where=lambda e: e["final"] and e["turn_id"] == turn
+    )
+    wer = word_error_rate(utterance.text, final["text"])  # type: ignore[attr-defined]
+    assert wer <= 0.3, (utterance.text, final["text"])  # type: ignore[attr-defined]
+    stopped = await client.wait_for_event(
+        "agent_stopped_speaking", within=90, where=lambda e: e["turn_id"] == turn
+    )
+    assert spoken.ended_at is not None
+    first = client.first_sound_after(spoken.ended_at)
+    assert first is not None, "no reply audio reached the client"
+    reply = client.audio_between(first - 0.1, stopped["received_at"] + 0.3)
+    heard = transcribe(reply, OUT_RATE)
+    assert looks_like_english(heard), heard
+    said = stopped.get("heard_text", "")
+    assert said, "the edge reported no text for the reply it played"
+    assert word_error_rate(said, heard) <= 0.6, (said, heard)
+    latency = await client.wait_for_event("latency", within=5, where=lambda e: e["turn_id"] == turn)
+    figures = {
+        "voice_to_voice_ms": (first - spoken.ended_at) * 1000,
+        "wer": wer,
+        **{k: float(v) for k, v in latency.items() if k.endswith("_ms")},
+    }
+    print(f"turn {turn}: heard {final['text']!r} -> replied {heard!r}: {figures}")
+    return figures
+
+
+async def test_conversation_through_the_whole_stack(stack: StackProcess) -> None:
+    use_host_addresses(["127.0.0.1"])
+    client = EdgeClient(stack.edge_url)
+    await client.connect()
+    try:
+        greeting = await client.wait_for_event(
+            "agent_stopped_speaking", within=60, where=lambda e: e["turn_id"] == 0
+        )
+        assert greeting["interrupted"] is False
+        assert client.first_sound_after(0) is not None, "the greeting was not heard"
+        utterances = {u.name.rsplit("-", 1)[-1]: u for u in librivox_utterances()}
+        first = await _talk(client, 1, utterances["0880"])
+        second = await _talk(client, 2, utterances["0930"])
+        for figures in (first, second):
+            assert figures["voice_to_voice_ms"] > 0
+    finally:
+        await client.close()
+    metrics = stack.metrics("turns")
+    assert 'voice_agent_turns_total{outcome="completed",service="turns"}' in metrics or "turns_total" in metrics
