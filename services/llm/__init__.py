@@ -1,0 +1,1 @@
+"""The llm service: LlmRequest -> cancellable token stream and speakable TextChunks."""

@@ -1,0 +1,51 @@
+"""Settings of the llm service (environment variables prefixed ``LLM_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from services.common.config import ServiceSettings
+
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "voice-agent" / "models"
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="LLM_", extra="ignore")
+
+    http_port: int = 8093
+
+    engine: Literal["llama", "openai"] = "llama"
+    # The bundled GGUF is joined into this folder once and verified by sha256.
+    model_cache_dir: Path = DEFAULT_CACHE_DIR
+    # Any other GGUF file; it is hashed only when model_sha256 is given.
+    model_path: Path | None = None
+    model_sha256: str = ""
+    context: int = Field(default=2048, ge=256)
+    threads: int = Field(default=2, ge=1)
+    max_tokens: int = Field(default=150, ge=1)  # caps each request's own max_tokens
+    temperature: float = Field(default=0.6, ge=0.0, le=2.0)
+    warmup: bool = True
+
+    first_chunk_words: int = Field(default=5, ge=1)
+    chunk_max_words: int = Field(default=20, ge=1)
+
+    # vLLM's default; the edge already uses 8080 (llama.cpp server's default).
+    openai_base_url: str = "http://127.0.0.1:8000/v1"
+    openai_model: str = "default"
+    openai_api_key: SecretStr = SecretStr("")
+    openai_timeout: float = Field(default=30.0, gt=0)
+
+    @field_validator("model_path", mode="before")
+    @classmethod
+    def _empty_path_is_none(cls, value: object) -> object:
+        # LLM_MODEL_PATH= (set but empty) means "use the bundled model", not the cwd.
+        return None if value == "" else value
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment, ``overrides`` (field names) taking precedence."""
+    return Settings(**overrides)
