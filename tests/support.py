@@ -98,3 +98,14 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
     import jiwer
 
     return float(jiwer.wer(normalize_words(reference), normalize_words(hypothesis) or "<empty>"))
+
+
+def metric_value(exposition: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text exposition (0 if absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0

@@ -7,19 +7,22 @@
 // timelines ([ms since page origin, rms] per 20 ms-ish block) and the remote audio as
 // base64 PCM16 mono at remoteSampleRate.
 import { chromium } from 'playwright-core';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+const rmOnExit = (dir) => process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
 const [url, wav, outPath, secondsArg] = process.argv.slice(2);
 const seconds = Number(secondsArg || '20');
 
-const browser = await chromium.launch({
+// A fresh profile each run; Playwright wants it as the persistent context's directory.
+const profile = mkdtempSync(join(tmpdir(), 'voice-agent-chromium-'));
+const browser = await chromium.launchPersistentContext(profile, {
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
   args: [
     '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
     '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    `--user-data-dir=${mkdtempSync(join(tmpdir(), 'voice-agent-chromium-'))}`,
     '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
     `--use-file-for-fake-audio-capture=${wav}%noloop`,
     '--allow-loopback-in-peer-connection', '--autoplay-policy=no-user-gesture-required',
@@ -27,6 +30,7 @@ const browser = await chromium.launch({
 });
 
 const page = await browser.newPage();
+rmOnExit(profile);
 const consoleLines = [];
 page.on('console', (msg) => consoleLines.push(`${msg.type()}: ${msg.text()}`));
 page.on('pageerror', (err) => consoleLines.push(`pageerror: ${err.message}`));
