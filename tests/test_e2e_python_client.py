@@ -12,7 +12,7 @@ import pytest
 from services.edge.ice import use_host_addresses
 from tests.e2e_audio import looks_like_english, transcribe
 from tests.stack_process import StackProcess
-from tests.support import librivox_utterances, metric_value, word_error_rate
+from tests.support import librivox_utterances, word_error_rate
 from tests.webrtc_client import EdgeClient
 
 pytestmark = pytest.mark.e2e
