@@ -14,7 +14,7 @@ if ! "$python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
 fi
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 mkdir -p "$wheels"
-llama=$(grep -i '^llama-cpp-python==' "$lock" | head -n1)
+llama=$(grep -iE '^llama[-_]cpp[-_]python==' "$lock" | head -n1)
 version=${llama#*==}
 if ! ls "$wheels"/llama_cpp_python-"$version"-*.whl >/dev/null 2>&1; then
   echo "building $llama once into $wheels (about 10 minutes on 2 cores)..."
