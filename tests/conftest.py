@@ -19,5 +19,7 @@ def nats_server() -> Iterator[NatsServer]:
 def agent_stack() -> Iterator[StackProcess]:
     """The whole agent as `make run` starts it, shared by the end-to-end tests."""
     process = StackProcess().start()
+    assert len(process.children()) == 6  # nats-server and the five services
     yield process
-    process.stop()
+    leftover = process.stop()
+    assert not leftover, f"Ctrl-C left processes running: {leftover}"

@@ -67,7 +67,16 @@ class StackProcess:
         with urllib.request.urlopen(url, timeout=5) as response:
             return str(response.read().decode())
 
-    def stop(self) -> None:
+    def children(self) -> list[int]:
+        """PIDs of the processes the runner started (nats-server and the services)."""
+        if not self.proc:
+            return []
+        path = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        return [int(pid) for pid in path.read_text().split()] if path.exists() else []
+
+    def stop(self) -> list[int]:
+        """Ctrl-C the runner, as a user would; returns the PIDs it left running."""
+        started = self.children()
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
@@ -75,3 +84,4 @@ class StackProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        return [pid for pid in started if Path(f"/proc/{pid}").exists()]

@@ -87,7 +87,10 @@
     user_stopped_speaking: () => {},
     agent_started_speaking: () => {},
     agent_stopped_speaking: (e) => {
-      turnRow(e.turn_id).agent.classList.toggle("interrupted", e.interrupted);
+      const agent = turnRow(e.turn_id).agent;
+      // The greeting is not written by the LLM, so no agent_text came for it: show what was heard.
+      if (!agent.querySelector(".text").textContent && e.heard_text) appendText(agent, e.heard_text);
+      agent.classList.toggle("interrupted", e.interrupted);
     },
     latency: (e) => {
       const el = turnRow(e.turn_id).latency;
