@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.config import ServiceSettings
+from services.common.persona import DEFAULT_SYSTEM_PROMPT
 
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "voice-agent" / "models"
 
@@ -29,6 +30,8 @@ class Settings(ServiceSettings):
     max_tokens: int = Field(default=150, ge=1)  # caps each request's own max_tokens
     temperature: float = Field(default=0.6, ge=0.0, le=2.0)
     warmup: bool = True
+    # Keep equal to TURNS_SYSTEM_PROMPT: the warm-up leaves this prefix in the KV cache.
+    warmup_system_prompt: str = DEFAULT_SYSTEM_PROMPT
 
     first_chunk_words: int = Field(default=5, ge=1)
     chunk_max_words: int = Field(default=20, ge=1)

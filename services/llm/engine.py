@@ -29,8 +29,9 @@ class ChatEngine(Protocol):
         """Yield the reply piece by piece; stop early once ``cancelled`` is set."""
         ...
 
-    def warm_up(self) -> None:
-        """One short completion, so the first real request is not the slow one."""
+    def warm_up(self, system_prompt: str = "") -> None:
+        """One short completion (after ``system_prompt``), so the first real request
+        is not the slow one."""
         ...
 
     def close(self) -> None: ...

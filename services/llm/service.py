@@ -54,10 +54,10 @@ def build_engine(settings: Settings) -> ChatEngine:
     )
 
 
-async def warm_up(engine: ChatEngine) -> None:
+async def warm_up(engine: ChatEngine, system_prompt: str) -> None:
     started = time.monotonic()
     try:
-        await asyncio.to_thread(engine.warm_up)
+        await asyncio.to_thread(engine.warm_up, system_prompt)
     except Exception as exc:  # any failure here means the engine cannot serve
         raise StartupError(f"the {engine.name} engine failed its warm-up request: {exc}") from exc
     log.info("%s engine warmed up in %.0f ms", engine.name, (time.monotonic() - started) * 1000)
@@ -69,7 +69,7 @@ async def start_with(bus: Bus, settings: Settings, engine: ChatEngine | None = N
     if engine is None:
         engine = await asyncio.to_thread(build_engine, settings)
     if settings.warmup:
-        await warm_up(engine)
+        await warm_up(engine, settings.warmup_system_prompt)
     replier = Replier(
         engine,
         bus,

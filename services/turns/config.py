@@ -6,15 +6,12 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.common.config import ServiceSettings
+from services.common.persona import DEFAULT_SYSTEM_PROMPT
 from services.turns.conversation import ConversationConfig
 
 # A persona, so a small open model does not introduce itself as made by OpenAI,
 # and a style for speech: what is said aloud must not be lists or markdown.
-SYSTEM_PROMPT = (
-    "You are Ava, a friendly voice assistant from the open-source voice-agent project. "
-    "You are talking out loud: reply in one or two short sentences, plain words, "
-    "no lists, no markdown, no emojis."
-)
+SYSTEM_PROMPT = DEFAULT_SYSTEM_PROMPT
 GREETING = "Hello! I'm Ava. What would you like to talk about?"
 
 
