@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 export VOICE_AGENT_WHEELS ?= $(HOME)/.cache/voice-agent/wheels
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 TEST_STAMP := $(VENV)/.test-installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
 .PHONY: run install test lint typecheck test-deps bench clean
 
@@ -37,6 +38,15 @@ typecheck: $(TEST_STAMP)
 # Every test runs in a network namespace with only loopback: nothing leaves the machine.
 test: lint typecheck
 	unshare -n sh -c 'ip link set lo up && exec $(BIN)/pytest -ra $(PYTEST_ARGS)'
+
+$(BENCH_STAMP): $(RUNTIME_STAMP) requirements-bench.lock
+	$(BIN)/pip install --quiet --no-deps -r requirements-bench.lock
+	touch $@
+
+# Voice-to-voice latency benchmark (README: Benchmark): the agent, headless Chromium with a fake
+# microphone playing LibriVox speech, loopback only. Writes bench/results/<time>/. BENCH_ARGS="--help"
+bench: $(TEST_STAMP) $(BENCH_STAMP)
+	unshare -n sh -c 'ip link set lo up && exec $(BIN)/python -m bench $(BENCH_ARGS)'
 
 clean:
 	rm -rf $(VENV) tests/browser/node_modules

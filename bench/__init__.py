@@ -1,0 +1,1 @@
+"""The voice-to-voice latency benchmark: `make bench` or `python -m bench`."""

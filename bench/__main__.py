@@ -1,0 +1,97 @@
+"""``python -m bench``: the voice-to-voice latency benchmark (``make bench`` runs it).
+
+A run starts the agent (``python -m stack``) on free ports, lets headless Chromium's fake
+microphone play LibriVox utterances into the page, measures each turn in the page and
+breaks it down from the services' spans. It writes ``bench/results/<time>/result.json``
+and ``waterfall.png`` and prints the figures against the targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import breakdown, chart, page_audio, report, traces
+from bench.collect import collect
+from bench.microphone import Placed
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def analyze(run_dir: Path, run: dict[str, Any]) -> dict[str, Any]:
+    """Read a run's raw files, write result.json and waterfall.png, return the result."""
+    plan = [Placed(**u) for u in json.loads((run_dir / "plan.json").read_text())["utterances"]]
+    page = json.loads((run_dir / "page.json").read_text())
+    events = page_audio.epoch_events(page["events"], float(page["timeOrigin"]))
+    page_turns = page_audio.page_turns(plan, page["mic"], page["remote"], events, float(page["blockMs"]))
+
+    spans = traces.load_spans(run_dir / "traces.jsonl")
+    index = traces.SpanIndex(spans)
+    session = next((e["session_id"] for e in events if e.get("type") == "session"), None)
+    session = session or traces.session_of(spans)
+    turns = []
+    for page_turn in page_turns:
+        server = None
+        if session is not None and page_turn.turn_id is not None:
+            server = traces.server_turn(index, session, page_turn.turn_id, page_turn.latency_event)
+        turns.append(breakdown.join(page_turn, server))
+
+    data = report.result(
+        turns, {**run, "session_id": session, "spans": len(spans), "page_error": page["error"]}
+    )
+    (run_dir / "result.json").write_text(json.dumps(data, indent=1))
+    v2v = data["summary"]["voice_to_voice_ms"]
+    title = (
+        f"voice-to-voice per turn: p50 {report.fmt_ms(v2v['p50'])} ms, p90 {report.fmt_ms(v2v['p90'])} ms "
+        f"({run_dir.name}, {data['machine']['nproc']} cores)"
+    )
+    chart.render(
+        chart.layout(turns), run_dir / "waterfall.png", title, report.TARGET_P50_MS, report.TARGET_P90_MS
+    )
+    return data
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--lead-in", type=float, default=6.0, help="silence before the first utterance (s)")
+    parser.add_argument("--gap", type=float, default=11.0, help="silence after each utterance (s)")
+    parser.add_argument("--utterances", type=int, default=None, help="how many LibriVox utterances (all 5)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder for the run folders")
+    parser.add_argument(
+        "--analyze", type=Path, metavar="RUN_DIR", help="re-analyze a finished run, no new run"
+    )
+    args = parser.parse_args()
+
+    if args.analyze:
+        run_dir = args.analyze
+        saved = run_dir / "run.json"
+        run: dict[str, Any] = json.loads(saved.read_text()) if saved.exists() else {}
+        run["reanalyzed_by"] = report.command_line()
+    else:
+        run_dir = args.results / time.strftime("%Y%m%d-%H%M%S")
+        run_dir.mkdir(parents=True, exist_ok=False)
+        run = {
+            "command": report.command_line(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "lead_in_s": args.lead_in,
+            "gap_s": args.gap,
+            "machine": report.machine_info(),  # load_average: at the start
+        }
+        (run_dir / "run.json").write_text(json.dumps(run, indent=1))
+        collect(run_dir, args.lead_in, args.gap, args.utterances)
+        run["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        (run_dir / "run.json").write_text(json.dumps(run, indent=1))
+    data = analyze(run_dir, run)
+    print()
+    print(report.table(data))
+    print(f"\nwrote {run_dir / 'result.json'} and {run_dir / 'waterfall.png'}")
+    measured = data["summary"]["voice_to_voice_ms"]["count"]
+    return 0 if measured else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
