@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Debian packages the tests need: Chromium (browser tests), LibriVox speech, espeak-ng, sox.
+# Debian packages the tests need: Chromium (browser tests), LibriVox speech, espeak-ng, sox,
+# prometheus (scrapes the running agent and answers the Grafana dashboards' queries).
 set -euo pipefail
-packages=(chromium pocketsphinx-testdata espeak-ng sox iproute2 util-linux)
+packages=(chromium pocketsphinx-testdata espeak-ng sox iproute2 util-linux prometheus)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
