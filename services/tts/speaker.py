@@ -22,6 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
+from opentelemetry import context as otel_context
+
 from proto.messages import AudioChunk, TextChunk
 from services.common import metrics
 from services.tts.engine import SpeechSynthesizer
@@ -44,6 +46,9 @@ ENDED_MEMORY = 4096
 class _Request:
     chunk: TextChunk
     received_at: float
+    # The trace of the message that asked for this chunk: the session's worker task
+    # was started by an earlier message, so its own context belongs to another turn.
+    trace_context: otel_context.Context = field(default_factory=otel_context.get_current)
 
 
 @dataclass
@@ -156,6 +161,7 @@ class Speaker:
             if reason:
                 self._count_drop(reason)
                 continue
+            token = otel_context.attach(request.trace_context)
             try:
                 await self._speak(session, request)
             except Exception:  # e.g. the bus is gone: keep the worker for the next chunk
@@ -163,6 +169,8 @@ class Speaker:
                 log.exception(
                     "speaking chunk %d of turn %d failed", request.chunk.index, request.chunk.turn_id
                 )
+            finally:
+                otel_context.detach(token)
 
     async def _speak(self, session: _Session, request: _Request) -> None:
         """Publish the chunk's audio piece by piece, holding one piece back so the
