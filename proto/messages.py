@@ -7,7 +7,9 @@ Every message carries ``session_id``, ``turn_id`` and ``seq``:
 - ``session_id``: the WebRTC session at the edge (hex token, safe in subjects).
 - ``turn_id``: the generation id. The edge numbers user utterances 1, 2, ...;
   the agent's reply to utterance N carries turn id N; the greeting is turn 0.
-  A consumer drops any message whose turn id is older than the newest it knows.
+  An utterance resumed after a speculative pause goes on under a new number
+  (SpeechStarted.continues), so the speculative work is void by the usual rule:
+  a consumer drops any message whose turn id is older than the newest it knows.
 - ``seq``: a per-publisher, per-session counter, so gaps and reordering show.
 
 Audio is raw PCM16 little-endian mono ``bytes``: msgpack carries it as a binary
@@ -54,9 +56,28 @@ class AudioFrame(_Msg, frozen=True):
 
 
 class SpeechStarted(_Msg, frozen=True):
-    """The user started utterance ``turn_id``; ``at`` is when speech began."""
+    """The user started utterance ``turn_id``; ``at`` is when speech began.
+
+    ``continues`` > 0: the user resumed speaking after a pause in generation
+    ``continues`` (see SpeechPaused): the same utterance goes on as generation
+    ``turn_id``, its transcript covers the audio of both, and whatever was
+    started speculatively for ``continues`` is void (the edge has sent Cancel).
+    """
 
     at: float
+    continues: int = 0
+
+
+class SpeechPaused(_Msg, frozen=True):
+    """The first silent moment after speech in generation ``turn_id``: the end
+    of the turn is not decided yet, but its work may start speculatively. ``at``
+    is the last voiced moment; ``frame_count`` the AudioFrames sent so far for
+    this generation. Followed by SpeechEnded (confirmed) or by SpeechStarted
+    with ``continues`` = ``turn_id`` (discarded)."""
+
+    at: float
+    decided_at: float
+    frame_count: int = 0
 
 
 class SpeechEnded(_Msg, frozen=True):
@@ -73,11 +94,18 @@ class SpeechEnded(_Msg, frozen=True):
 
 class TranscriptPartial(_Msg, frozen=True):
     text: str
+    heard_until: float = 0.0  # edge capture time of the end of the audio it heard; 0 = unknown
 
 
 class TranscriptFinal(_Msg, frozen=True):
+    """The transcript of generation ``turn_id``. ``speculative``: decoded at
+    SpeechPaused, before the end of the turn was confirmed; the confirmed final
+    of the same generation follows with the same text unless speech resumed."""
+
     text: str
     speech_ended_at: float = 0.0
+    speculative: bool = False
+    heard_until: float = 0.0
 
 
 # --- language model (turns -> llm -> tts, turns, edge) ----------------------
@@ -92,6 +120,8 @@ class ChatMessage(msgspec.Struct, frozen=True):
 class LlmRequest(_Msg, frozen=True):
     messages: list[ChatMessage]
     max_tokens: int = 150
+    # Sent on a speculative final: the user may still go on (then Cancel follows).
+    speculative: bool = False
 
 
 class LlmToken(_Msg, frozen=True):
@@ -177,7 +207,7 @@ class TurnLatency(_Msg, frozen=True):
 
 SessionMsg = SessionStarted | SessionEnded
 AudioInMsg = AudioFrame
-VadMsg = SpeechStarted | SpeechEnded
+VadMsg = SpeechStarted | SpeechPaused | SpeechEnded
 TranscriptMsg = TranscriptPartial | TranscriptFinal
 LlmRequestMsg = LlmRequest
 LlmStreamMsg = LlmToken | LlmDone

@@ -11,9 +11,19 @@ SAMPLES: list[tuple[subjects.Channel, msgspec.Struct]] = [
     (subjects.SESSION, m.SessionEnded(session_id="s1", turn_id=3, seq=9)),
     (subjects.AUDIO_IN, m.AudioFrame(session_id="s1", turn_id=1, seq=2, pcm=b"\x00\x01" * 320)),
     (subjects.VAD, m.SpeechStarted(session_id="s1", turn_id=1, seq=3, at=2.0)),
+    (subjects.VAD, m.SpeechStarted(session_id="s1", turn_id=3, seq=3, at=2.5, continues=2)),
+    (subjects.VAD, m.SpeechPaused(session_id="s1", turn_id=2, seq=3, at=2.2, decided_at=2.22, frame_count=9)),
     (subjects.VAD, m.SpeechEnded(session_id="s1", turn_id=1, seq=4, at=3.0, decided_at=3.4)),
     (subjects.TRANSCRIPT, m.TranscriptPartial(session_id="s1", turn_id=1, seq=5, text="hel")),
+    (
+        subjects.TRANSCRIPT,
+        m.TranscriptPartial(session_id="s1", turn_id=1, seq=5, text="hel", heard_until=2.5),
+    ),
     (subjects.TRANSCRIPT, m.TranscriptFinal(session_id="s1", turn_id=1, seq=6, text="hello")),
+    (
+        subjects.TRANSCRIPT,
+        m.TranscriptFinal(session_id="s1", turn_id=2, seq=6, text="hi", speculative=True, heard_until=3.0),
+    ),
     (
         subjects.LLM_REQUEST,
         m.LlmRequest(
@@ -60,6 +70,33 @@ SAMPLES: list[tuple[subjects.Channel, msgspec.Struct]] = [
 @pytest.mark.parametrize(("channel", "message"), SAMPLES, ids=lambda x: type(x).__name__)
 def test_round_trip(channel: subjects.Channel, message: msgspec.Struct) -> None:
     assert codec.decode(channel, codec.encode(message)) == message
+
+
+def test_speculation_fields_default_for_older_writers() -> None:
+    # A previous release writes none of the speculation fields: readers get the
+    # non-speculative defaults, so an old edge or stt never triggers speculation.
+    old_final = msgspec.msgpack.encode(
+        {"type": "TranscriptFinal", "session_id": "s", "turn_id": 1, "seq": 1, "text": "hi"}
+    )
+    final = codec.decode(subjects.TRANSCRIPT, old_final)
+    assert isinstance(final, m.TranscriptFinal)
+    assert (final.speculative, final.heard_until) == (False, 0.0)
+    old_start = msgspec.msgpack.encode(
+        {"type": "SpeechStarted", "session_id": "s", "turn_id": 2, "seq": 1, "at": 1.0}
+    )
+    started = codec.decode(subjects.VAD, old_start)
+    assert isinstance(started, m.SpeechStarted) and started.continues == 0
+    old_request = msgspec.msgpack.encode(
+        {"type": "LlmRequest", "session_id": "s", "turn_id": 1, "seq": 1, "messages": []}
+    )
+    request = codec.decode(subjects.LLM_REQUEST, old_request)
+    assert isinstance(request, m.LlmRequest) and request.speculative is False
+
+
+def test_every_message_class_has_a_sample() -> None:
+    unions = {c.name: c.union for c in subjects.ALL_CHANNELS}
+    classes = {cls for union in unions.values() for cls in getattr(union, "__args__", (union,))}
+    assert classes == {type(message) for _, message in SAMPLES}
 
 
 def test_every_channel_has_a_sample() -> None:

@@ -19,6 +19,7 @@ from proto.messages import (
     SessionEnded,
     SessionStarted,
     SpeechEnded,
+    SpeechPaused,
     SpeechStarted,
     TranscriptFinal,
     TranscriptPartial,
@@ -103,11 +104,17 @@ class Edge:
         await self.bus.publish(VAD, ended)
         return time.monotonic()
 
-    async def final(self, turn: int, within: float = 30.0) -> tuple[float, TranscriptFinal]:
+    async def final(
+        self, turn: int, within: float = 30.0, speculative: bool | None = None
+    ) -> tuple[float, TranscriptFinal]:
         async with asyncio.timeout(within):
             while True:
                 for at, message in self.received:
-                    if isinstance(message, TranscriptFinal) and message.turn_id == turn:
+                    if (
+                        isinstance(message, TranscriptFinal)
+                        and message.turn_id == turn
+                        and speculative in (None, message.speculative)
+                    ):
                         return at, message
                 self._arrived.clear()
                 await self._arrived.wait()
@@ -260,3 +267,65 @@ async def test_a_failed_decode_is_counted_and_the_service_survives() -> None:
         await edge.bus.close()
     finally:
         server.stop()
+
+
+async def send_frames(edge: Edge, turn: int, samples: np.ndarray, clock: float, speed: float = 4.0) -> int:
+    """``samples`` as frames of ``turn`` captured from ``clock`` on; returns how many."""
+    started = time.monotonic()
+    count = 0
+    for count, offset in enumerate(range(0, samples.size, FRAME), start=1):
+        await edge.frame(
+            turn, samples[offset : offset + FRAME].astype("<i2").tobytes(), clock + offset / 16000
+        )
+        await asyncio.sleep(max(0.0, started + count * 0.02 / speed - time.monotonic()))
+    return count
+
+
+async def test_speculative_final_at_a_pause_then_confirmed_without_a_second_decode(edge: Edge) -> None:
+    utterance = UTTERANCES["0930"]
+    ids = edge._ids
+    clock = time.time()
+    await edge.bus.publish(VAD, SpeechStarted(**ids(1), at=clock))
+    count = await send_frames(edge, 1, utterance.pcm16(), clock)
+    speech_end = clock + utterance.pcm16().size / 16000
+    paused = SpeechPaused(**ids(1), at=speech_end - 0.25, decided_at=speech_end, frame_count=count)
+    await edge.bus.publish(VAD, paused)
+    paused_at = time.monotonic()
+    got_at, speculative = await edge.final(1)
+    assert speculative.speculative and speculative.heard_until == pytest.approx(speech_end, abs=0.03)
+    assert word_error_rate(utterance.text, speculative.text) <= 0.25, speculative.text
+    silence = np.zeros(FRAME * 10, dtype=np.int16)  # the rest of the endpointing silence
+    more = await send_frames(edge, 1, silence, speech_end)
+    ended = SpeechEnded(**ids(1), at=paused.at, decided_at=time.time(), frame_count=count + more)
+    await edge.bus.publish(VAD, ended)
+    sent = time.monotonic()
+    confirmed_at, confirmed = await edge.final(1, within=5, speculative=False)
+    assert (confirmed.turn_id, confirmed.text) == (1, speculative.text)
+    print(
+        f"\nspeculative final {1000 * (got_at - paused_at):.0f} ms after SpeechPaused; "
+        f"confirmed {1000 * (confirmed_at - sent):.0f} ms after SpeechEnded"
+    )
+    assert confirmed_at - sent < 0.1  # no decode: the speculative text stands
+    assert not [at for at, _ in edge.partials(1) if at > got_at]  # paused: no partial of the silence
+
+
+async def test_speech_resumed_after_a_pause_is_transcribed_as_one_utterance(edge: Edge) -> None:
+    first, second = UTTERANCES["0880"], UTTERANCES["0930"]
+    ids = edge._ids
+    clock = time.time()
+    await edge.bus.publish(VAD, SpeechStarted(**ids(1), at=clock))
+    count = await send_frames(edge, 1, first.pcm16(), clock)
+    end = clock + first.pcm16().size / 16000
+    await edge.bus.publish(VAD, SpeechPaused(**ids(1), at=end, decided_at=end, frame_count=count))
+    # The user goes on before the speculative final is out, or after: either way generation 2
+    # carries generation 1's audio and the speculative final of 1 is void.
+    await edge.bus.publish(VAD, SpeechStarted(**ids(2), at=end, continues=1))
+    count = await send_frames(edge, 2, second.pcm16(), end)
+    end += second.pcm16().size / 16000
+    await edge.bus.publish(VAD, SpeechEnded(**ids(2), at=end, decided_at=end, frame_count=count))
+    _, final = await edge.final(2)
+    assert not final.speculative
+    reference = f"{first.text} {second.text}"
+    assert word_error_rate(reference, final.text) <= 0.3, final.text
+    # Generation 1 was continued before its speculative decode was done: nobody may act on it.
+    assert not [m for _, m in edge.received if isinstance(m, TranscriptFinal) and m.turn_id == 1]

@@ -15,7 +15,7 @@ from nats.aio.client import Client as NatsClient
 from prometheus_client import REGISTRY
 
 from proto import messages as m
-from proto.subjects import CONTROL, LLM_REQUEST, SESSION, STATE, TRANSCRIPT, TTS_REQUEST
+from proto.subjects import CONTROL, LLM_REQUEST, SESSION, STATE, TRANSCRIPT, TTS_REQUEST, VAD
 from services.common.bus import Bus
 from services.common.probes import Readiness
 from services.turns.config import Settings
@@ -34,11 +34,13 @@ class Driver:
         self.bus = Bus(nc, "test-driver")
         self.session_id = session_id
         self.received: asyncio.Queue[msgspec.Struct] = asyncio.Queue()
+        self.seen: list[msgspec.Struct] = []  # everything, for assertions on what never came
         self._seq = 0
 
     async def listen(self) -> None:
         async def collect(message: Any, _subject: str) -> None:
             if message.session_id == self.session_id:
+                self.seen.append(message)
                 await self.received.put(message)
 
         for channel in (TTS_REQUEST, LLM_REQUEST, CONTROL, STATE):
@@ -120,3 +122,53 @@ async def test_service_greets_requests_replies_and_survives_garbage(
     finally:
         await stop()
     assert not readiness.is_ready()  # the tick task is gone with the service
+
+
+async def test_service_speculates_then_discards_or_confirms(
+    connections: tuple[NatsClient, NatsClient],
+) -> None:
+    service_nc, driver_nc = connections
+    driver = Driver(driver_nc, uuid.uuid4().hex)
+    await driver.listen()
+    settings = Settings.model_validate({"system_prompt": "SYSTEM", "greeting_enabled": False})
+    stop = await start(Bus(service_nc, "turns"), Readiness(), settings)
+    await service_nc.flush()
+    speculative = sample("voice_agent_turns_llm_requests_total", service="turns", speculative="true")
+    discarded = sample("voice_agent_turns_total", service="turns", outcome="discarded")
+    try:
+        await driver.bus.publish(VAD, m.SpeechStarted(**driver.ids(1), at=1.0))
+        spec = m.TranscriptFinal(**driver.ids(1), text="I would like to", speculative=True)
+        await driver.bus.publish(TRANSCRIPT, spec)
+        request = await driver.next(m.LlmRequest, 1)
+        assert request.speculative and request.messages[-1] == m.ChatMessage("user", "I would like to")
+
+        # The user goes on: the edge cancels 1 and continues the utterance as 2.
+        await driver.bus.publish(VAD, m.SpeechStarted(**driver.ids(2), at=2.0, continues=1))
+        await eventually(
+            lambda: sample("voice_agent_turns_total", service="turns", outcome="discarded") > discarded
+        )
+        spec = m.TranscriptFinal(**driver.ids(2), text="I would like to book a table.", speculative=True)
+        await driver.bus.publish(TRANSCRIPT, spec)
+        request = await driver.next(m.LlmRequest, 2)
+        assert [c.content for c in request.messages] == ["SYSTEM", "I would like to book a table."]
+        await driver.bus.publish(VAD, m.SpeechEnded(**driver.ids(2), at=3.0, decided_at=3.3))
+        assert (await driver.next(m.AgentState, 2)).state == "thinking"  # confirmed: the agent is on it
+        await driver.bus.publish(
+            TRANSCRIPT, m.TranscriptFinal(**driver.ids(2), text="I would like to book a table.")
+        )
+        await driver.bus.publish(TRANSCRIPT, m.TranscriptFinal(**driver.ids(3), text="For two."))
+        request = await driver.next(m.LlmRequest, 3)
+        assert not request.speculative
+        assert [c.content for c in request.messages] == [
+            "SYSTEM",
+            "I would like to book a table.",
+            "For two.",
+        ]
+        assert (
+            sample("voice_agent_turns_llm_requests_total", service="turns", speculative="true")
+            == speculative + 2
+        )
+        # Reply 2 was superseded by 3; the discarded speculation of 1 was cancelled by the edge, not turns.
+        assert [msg.turn_id for msg in driver.seen if isinstance(msg, m.Cancel)] == [2]
+    finally:
+        await stop()

@@ -6,6 +6,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.common.config import ServiceSettings
+from services.edge.completeness import DEFAULT_TRAILING_WORDS
 
 
 def split_list(value: str) -> list[str]:
@@ -40,7 +41,18 @@ class Settings(ServiceSettings):
     vad_neg_threshold: float = Field(default=0.35, gt=0, lt=1)
     min_speech_ms: int = Field(default=100, ge=20)
     preroll_ms: int = Field(default=300, ge=0)
+    # The silence that ends a turn adapts to its transcript (services/edge/completeness.py):
+    # this one when the transcript says nothing either way (or there is none yet),
     endpoint_silence_ms: int = Field(default=400, ge=20)
+    # this one when it reads as a finished sentence or question,
+    endpoint_silence_complete_ms: int = Field(default=250, ge=20)
+    # and this one when it trails off on one of endpoint_trailing_words or "...", ",".
+    endpoint_silence_incomplete_ms: int = Field(default=900, ge=20)
+    endpoint_trailing_words: str = ",".join(DEFAULT_TRAILING_WORDS)
+    # Silence before the edge announces a pause (SpeechPaused) so that stt, the
+    # llm and tts start on the turn speculatively; 20 = the first silent frame,
+    # 0 = no speculation (everything waits for the end of the turn).
+    speculate_after_ms: int = Field(default=20, ge=0)
     max_utterance_ms: int = Field(default=15000, ge=500)
 
     # Playout waits this long for a missing (chunk_index, part) before skipping
@@ -60,3 +72,7 @@ class Settings(ServiceSettings):
     @property
     def ice_host_address_list(self) -> list[str]:
         return split_list(self.ice_host_addresses)
+
+    @property
+    def trailing_word_list(self) -> list[str]:
+        return split_list(self.endpoint_trailing_words)

@@ -4,7 +4,9 @@ Every figure is milliseconds from the end of the user's speech (the last voiced
 moment, ``SpeechEnded.at``) to the first sign of each step reaching the edge: the
 final transcript, the first LLM token, the first synthesized audio, the first
 frame of the reply handed to WebRTC. A step not seen is reported as -1. A step
-started speculatively, before the end of speech, comes out negative.
+started speculatively at the first silent frame comes out shorter than the
+endpointing silence (the reply was ready before the end of the turn was confirmed);
+the turn is the confirmed generation, so the reference is the end of all the speech.
 """
 
 from __future__ import annotations

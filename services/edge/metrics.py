@@ -15,3 +15,13 @@ FIRST_AUDIO_OUT = latency_histogram(
 )
 CONNECT = latency_histogram("edge_connect", "Offer received to WebRTC connection up")
 BARGE_INS = Counter(f"{PREFIX}_edge_barge_ins", "Agent playout cut off by user speech")
+SPECULATIONS = Counter(
+    f"{PREFIX}_speculations",
+    "Pauses on which the agent started speculatively, by how they ended: "
+    "confirmed (the turn ended there) or discarded (the user went on)",
+    ["service", "outcome"],
+)
+HELD_DROPPED = Counter(
+    f"{PREFIX}_edge_speculative_audio_dropped",
+    "AudioChunks of a speculative reply dropped unheard because the user went on",
+)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -19,12 +20,14 @@ from proto import subjects as s
 from services.common.bus import Bus
 from services.edge import events
 from services.edge.audio import ChunkResampler
+from services.edge.completeness import normalize_words
 from services.edge.config import Settings
-from services.edge.endpointing import Ended, EndpointConfig, Endpointer, Event, Frame, Started
+from services.edge.endpointing import Ended, EndpointConfig, Endpointer, Event, Frame, Paused, Started
+from services.edge.holding import Held, HeldTurn
 from services.edge.ice import rtc_configuration
 from services.edge.latency import LatencyTracker
 from services.edge.media import PlayoutTrack, read_microphone
-from services.edge.metrics import BARGE_INS, CONNECT, FIRST_AUDIO_OUT
+from services.edge.metrics import BARGE_INS, CONNECT, FIRST_AUDIO_OUT, HELD_DROPPED, SERVICE, SPECULATIONS
 from services.edge.offer import OfferError, has_data_channel
 from services.edge.playout import PlayoutBuffer, PlayoutEvent, TurnFinished, TurnStarted
 from services.edge.vad import SileroModel
@@ -39,6 +42,10 @@ def endpoint_config(settings: Settings) -> EndpointConfig:
         min_speech_ms=settings.min_speech_ms,
         preroll_ms=settings.preroll_ms,
         silence_ms=settings.endpoint_silence_ms,
+        silence_complete_ms=settings.endpoint_silence_complete_ms,
+        silence_incomplete_ms=settings.endpoint_silence_incomplete_ms,
+        trailing_words=normalize_words(settings.trailing_word_list),
+        speculate_after_ms=settings.speculate_after_ms,
         max_utterance_ms=settings.max_utterance_ms,
     )
 
@@ -66,6 +73,8 @@ class EdgeSession:
         self.playout = PlayoutBuffer(ChunkResampler, reorder_wait=settings.reorder_wait_ms / 1000)
         self.track = PlayoutTrack(self.playout, self._on_playout)
         self.latency = LatencyTracker()
+        # The agent's output for the user's open generation waits for its end.
+        self.held = HeldTurn()
         self.channel: RTCDataChannel | None = None
         self._channel_open = asyncio.Event()
         self._wants_channel = False
@@ -174,12 +183,29 @@ class EdgeSession:
             frame = m.AudioFrame(**self._ids(event.turn_id), pcm=event.pcm, captured_at=event.captured_at)
             await self._publish(s.AUDIO_IN, frame, traced=False)
         elif isinstance(event, Started):
-            if self.playout.interruptible:
-                await self._barge_in()
-            await self._publish(s.VAD, m.SpeechStarted(**self._ids(event.turn_id), at=event.at))
-            self.send(events.user_speaking(event.turn_id, started=True))
+            await self._speech_started(event)
+        elif isinstance(event, Paused):
+            paused = m.SpeechPaused(
+                **self._ids(event.turn_id), at=event.at, decided_at=time.time(), frame_count=event.frame_count
+            )
+            await self._publish(s.VAD, paused)
         else:
             await self._speech_ended(event)
+
+    async def _speech_started(self, event: Started) -> None:
+        if self.playout.interruptible:
+            await self._barge_in()
+        dropped = self.held.open(event.turn_id, event.continues)
+        if event.continues:
+            # The user went on after a pause: whatever was started on the paused
+            # generation is void. Cancel before SpeechStarted, so llm and tts stop
+            # before anyone hears of the new generation.
+            SPECULATIONS.labels(SERVICE, "discarded").inc()
+            self._count_unheard(dropped)
+            await self._publish(s.CONTROL, m.Cancel(**self._ids(event.continues), reason="speech resumed"))
+        started = m.SpeechStarted(**self._ids(event.turn_id), at=event.at, continues=event.continues)
+        await self._publish(s.VAD, started)
+        self.send(events.user_started(event.turn_id, event.continues))
 
     async def _speech_ended(self, event: Ended) -> None:
         self.latency.speech_ended(event.turn_id, event.at)
@@ -187,7 +213,23 @@ class EdgeSession:
             **self._ids(event.turn_id), at=event.at, decided_at=time.time(), frame_count=event.frame_count
         )
         await self._publish(s.VAD, ended)
-        self.send(events.user_speaking(event.turn_id, started=False))
+        self.send(events.user_stopped(event.turn_id))
+        if event.paused:
+            SPECULATIONS.labels(SERVICE, "confirmed").inc()
+        # The end of the turn is confirmed: its speculative reply plays at once.
+        await self._release(self.held.confirm(event.turn_id), time.time())
+
+    async def _release(self, held: list[Held], now: float) -> None:
+        for item in held:
+            if isinstance(item, m.AudioChunk):
+                await self._play(item, now)
+            else:
+                self.send(item)
+
+    def _count_unheard(self, dropped: list[Held]) -> None:
+        chunks = sum(isinstance(item, m.AudioChunk) for item in dropped)
+        if chunks:
+            HELD_DROPPED.inc(chunks)
 
     async def _barge_in(self) -> None:
         """User speech over the agent: silence playout now, then tell the bus."""
@@ -238,26 +280,42 @@ class EdgeSession:
         if not isinstance(message, m.AudioChunk) or self.closed:
             return
         now = time.time()
-        accepted, superseded = self.playout.push(message, now)
+        if self.held.hold(message.turn_id, message):
+            self.latency.tts_audio(message.turn_id, now)
+            return
+        await self._play(message, now)
+
+    async def _play(self, chunk: m.AudioChunk, now: float) -> None:
+        accepted, superseded = self.playout.push(chunk, now)
         if not accepted:
             self.bus.count_drop(s.AUDIO_OUT, "stale_turn")
         else:
-            self.latency.tts_audio(message.turn_id, now)
+            self.latency.tts_audio(chunk.turn_id, now)
         await self._on_playout(superseded, now)
 
     async def _on_control(self, message: Any, _subject: str) -> None:
         if isinstance(message, m.Cancel):
+            self._count_unheard(self.held.discard(message.turn_id))
             await self._on_playout(self.playout.cancel(message.turn_id), time.time())
 
     async def _on_transcript(self, message: Any, _subject: str) -> None:
         if isinstance(message, m.TranscriptFinal):
             self.latency.stt_final(message.turn_id, time.time())
+            # A final (speculative or not) heard the whole generation.
+            self.endpointer.heard(message.turn_id, message.text, math.inf)
+        elif isinstance(message, m.TranscriptPartial):
+            self.endpointer.heard(message.turn_id, message.text, message.heard_until)
         self._forward(message)
 
     async def _on_llm_stream(self, message: Any, _subject: str) -> None:
         if isinstance(message, m.LlmToken):
             self.latency.llm_token(message.turn_id, time.time())
-        self._forward(message)
+        event = events.from_bus(message)
+        if event is None or self.held.void(message.turn_id):
+            return  # a discarded speculation is never shown, not even its cancelled end
+        # The reply's words are shown only once the user's turn is over.
+        if not self.held.hold(message.turn_id, event):
+            self.send(event)
 
     async def _on_state(self, message: Any, _subject: str) -> None:
         self._forward(message)  # our own TurnLatency comes back here and is not forwarded

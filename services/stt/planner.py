@@ -2,8 +2,12 @@
 
 Pure logic on a caller-supplied clock. Rules:
 - one decode at a time: ``next_job`` hands out nothing until ``finish``;
-- a ready final goes before any partial (the user is waiting for the reply);
-- a final whose utterance a partial already heard in full reuses its text;
+- a ready final goes first (the user is waiting for the reply), then a
+  speculative final (the user paused: the reply may start now), then partials;
+- a final reuses the text of its generation's speculative final, or of a
+  partial that already heard the whole utterance;
+- a generation that continues a paused one takes over its audio once every
+  frame of the paused one is in (the first frame of the new one proves it);
 - partials rotate over the sessions, the longest-waiting first, and a partial
   snapshots the audio when it starts, so it is never queued stale;
 - messages of a turn older than the session's newest (the newest turn with
@@ -19,7 +23,7 @@ from typing import Literal
 
 import numpy as np
 
-from proto.messages import AudioFrame, SpeechEnded, SpeechStarted
+from proto.messages import AudioFrame, SpeechEnded, SpeechPaused, SpeechStarted
 from services.stt.stream import BYTES_PER_SAMPLE, SAMPLE_RATE, UtteranceStream
 
 # Closed sessions remembered, so that late frames do not bring them back.
@@ -38,14 +42,15 @@ class Outcome(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Job:
-    kind: Literal["partial", "final"]
+    kind: Literal["partial", "speculative", "final"]
     session_id: str
     turn_id: int
     samples: np.ndarray
     speech_ended: SpeechEnded | None = None
     ended_received_at: float = 0.0
-    heard_until: float = 0.0  # partial: edge capture time of the end of its audio
-    text: str | None = None  # final: already known from a partial, no decode needed
+    heard_until: float = 0.0  # edge capture time of the end of its audio
+    text: str | None = None  # final: already known (speculative final or partial), no decode needed
+    paused: SpeechPaused | None = None  # speculative: the pause it speculates on
 
 
 @dataclass
@@ -55,6 +60,7 @@ class _Session:
     finalized: int = -1  # newest turn whose final was handed out
     partial_at: float = 0.0  # when this session last got a partial: fairness
     utterances: dict[int, UtteranceStream] = field(default_factory=dict)
+    continues: dict[int, int] = field(default_factory=dict)  # generation -> the paused one it continues
 
 
 class DecodePlanner:
@@ -133,15 +139,26 @@ class DecodePlanner:
                     older.supersede(now)
             session.turn = turn_id
         self._utterance(session, turn_id).add(frame.pcm, frame.captured_at)
+        self._fold(session, turn_id)
         return Outcome.ACCEPTED
 
     def on_speech_started(self, message: SpeechStarted, now: float) -> Outcome:
         session = self._touch(message.session_id, now)
         if session is None:
             return Outcome.SESSION_ENDED
-        return self._refuse(session, message.turn_id) or Outcome.ACCEPTED
+        refused = self._refuse(session, message.turn_id)
+        if refused is None and message.continues:
+            session.continues[message.turn_id] = message.continues
+            self._fold(session, message.turn_id)
+        return refused or Outcome.ACCEPTED
+
+    def on_speech_paused(self, message: SpeechPaused, now: float) -> Outcome:
+        return self._on_vad_of_utterance(message, now)
 
     def on_speech_ended(self, message: SpeechEnded, now: float) -> Outcome:
+        return self._on_vad_of_utterance(message, now)
+
+    def _on_vad_of_utterance(self, message: SpeechPaused | SpeechEnded, now: float) -> Outcome:
         session = self._touch(message.session_id, now)
         if session is None:
             return Outcome.SESSION_ENDED
@@ -152,8 +169,24 @@ class DecodePlanner:
             if refused is not None:
                 return refused
             utterance = self._utterance(session, message.turn_id)  # its frames are on their way
-        utterance.end(message, now)
+        if isinstance(message, SpeechPaused):
+            utterance.pause(message, now)
+        else:
+            utterance.end(message, now)
         return Outcome.ACCEPTED
+
+    def _fold(self, session: _Session, turn_id: int) -> None:
+        """Give ``turn_id`` the audio of the paused generation it continues, once
+        all of that one's frames are in: the audio subject is in order, so a
+        frame of ``turn_id`` proves it. Until then the paused one keeps its frames."""
+        previous_turn = session.continues.get(turn_id)
+        current = session.utterances.get(turn_id)
+        if previous_turn is None or current is None or current.frames == 0:
+            return
+        del session.continues[turn_id]
+        previous = session.utterances.pop(previous_turn, None)
+        if previous is not None:
+            current.carry(previous)
 
     @staticmethod
     def _refuse(session: _Session, turn_id: int) -> Outcome | None:
@@ -179,18 +212,31 @@ class DecodePlanner:
         if self._running is not None:
             return None
         self._drop_orphans(now)
-        job = self._take_final(now) or self._take_partial(now)
+        job = self._take_final(now) or self._take_speculation(now) or self._take_partial(now)
         self._running = job
         return job
 
     def finish(self, job: Job, text: str | None = None) -> None:
-        """``job`` is over; ``text`` is a partial's result (None if it failed)."""
+        """``job`` is over; ``text`` is its result (None if it failed)."""
         if self._running is job:
             self._running = None
-        session = self._sessions.get(job.session_id)
-        utterance = session.utterances.get(job.turn_id) if session else None
-        if job.kind == "partial" and text is not None and utterance is not None:
+        utterance = self._live_utterance(job)
+        if text is None or utterance is None:
+            return
+        if job.kind == "partial":
             utterance.partial_decoded(job.heard_until, text)
+        elif job.kind == "speculative":
+            utterance.speculative_text = text
+
+    def is_live(self, job: Job) -> bool:
+        """A speculative job still speaks for its generation: the user has not
+        gone on (continued or superseded), the session is open."""
+        utterance = self._live_utterance(job)
+        return utterance is not None and not utterance.all_frames_in and utterance.ended is None
+
+    def _live_utterance(self, job: Job) -> UtteranceStream | None:
+        session = self._sessions.get(job.session_id)
+        return session.utterances.get(job.turn_id) if session else None
 
     def next_deadline(self) -> float | None:
         """The earliest time something becomes due without a new message."""
@@ -217,6 +263,9 @@ class DecodePlanner:
         session = self._sessions[sid]
         del session.utterances[utterance.turn_id]
         session.finalized = max(session.finalized, utterance.turn_id)
+        text = utterance.speculative_text
+        if text is None and self._reuse_partials:
+            text = utterance.text_for_final()
         return Job(
             "final",
             sid,
@@ -224,8 +273,26 @@ class DecodePlanner:
             utterance.samples(),
             speech_ended=utterance.ended,
             ended_received_at=utterance.ended_received_at,
-            text=utterance.text_for_final() if self._reuse_partials else None,
+            heard_until=utterance.heard_until,
+            text=text,
         )
+
+    def _take_speculation(self, now: float) -> Job | None:
+        for sid, session in self._sessions.items():
+            for utterance in session.utterances.values():
+                if utterance.speculation_due(now):
+                    self._fold(session, utterance.turn_id)
+                    heard_until = utterance.heard_until
+                    samples = utterance.take_speculation()
+                    return Job(
+                        "speculative",
+                        sid,
+                        utterance.turn_id,
+                        samples,
+                        heard_until=heard_until,
+                        paused=utterance.paused,
+                    )
+        return None
 
     def _take_partial(self, now: float) -> Job | None:
         due = [

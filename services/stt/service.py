@@ -22,6 +22,7 @@ from proto.messages import (
     SessionEnded,
     SessionStarted,
     SpeechEnded,
+    SpeechPaused,
     SpeechStarted,
     TranscriptFinal,
     TranscriptPartial,
@@ -40,6 +41,11 @@ log = logging.getLogger(__name__)
 SERVICE = "stt"
 
 PARTIALS = Counter(f"{metrics.PREFIX}_stt_partials", "Partial transcripts published", ["service"])
+SPECULATIVE = Counter(
+    f"{metrics.PREFIX}_stt_speculative_finals",
+    "Speculative finals published (decoded at a pause, before the end of the turn)",
+    ["service"],
+)
 FINAL_LATENCY = metrics.latency_histogram(
     "stt_final_latency", "SpeechEnded received -> TranscriptFinal published"
 )
@@ -98,6 +104,8 @@ class SttService:
         now = time.monotonic()
         if isinstance(message, SpeechStarted):
             self._note(VAD, self._planner.on_speech_started(message, now))
+        elif isinstance(message, SpeechPaused):
+            self._note(VAD, self._planner.on_speech_paused(message, now))
         elif isinstance(message, SpeechEnded):
             self._note(VAD, self._planner.on_speech_ended(message, now))
 
@@ -174,6 +182,8 @@ class SttService:
         try:
             if job.kind == "final":
                 await self._publish_final(job, text)
+            elif job.kind == "speculative":
+                await self._publish_speculative(job, text)
             elif text:
                 await self._publish_partial(job, text)
         except Exception:
@@ -181,11 +191,31 @@ class SttService:
 
     async def _publish_partial(self, job: Job, text: str) -> None:
         sid = job.session_id
-        await self._bus.publish(
-            TRANSCRIPT,
-            TranscriptPartial(session_id=sid, turn_id=job.turn_id, seq=self._bus.next_seq(sid), text=text),
+        partial = TranscriptPartial(
+            session_id=sid,
+            turn_id=job.turn_id,
+            seq=self._bus.next_seq(sid),
+            text=text,
+            heard_until=job.heard_until,
         )
+        await self._bus.publish(TRANSCRIPT, partial)
         PARTIALS.labels(SERVICE).inc()
+
+    async def _publish_speculative(self, job: Job, text: str) -> None:
+        if not self._planner.is_live(job):
+            return  # the user went on while we decoded: nobody may act on it
+        sid = job.session_id
+        final = TranscriptFinal(
+            session_id=sid,
+            turn_id=job.turn_id,
+            seq=self._bus.next_seq(sid),
+            text=text,
+            speech_ended_at=job.paused.at if job.paused is not None else 0.0,
+            speculative=True,
+            heard_until=job.heard_until,
+        )
+        await self._bus.publish(TRANSCRIPT, final)
+        SPECULATIVE.labels(SERVICE).inc()
 
     async def _publish_final(self, job: Job, text: str) -> None:
         sid = job.session_id
@@ -196,6 +226,7 @@ class SttService:
             seq=self._bus.next_seq(sid),
             text=text,
             speech_ended_at=ended_at,
+            heard_until=job.heard_until,
         )
         await self._bus.publish(TRANSCRIPT, final)
         latency = time.monotonic() - job.ended_received_at
@@ -206,7 +237,7 @@ class SttService:
             job.turn_id,
             latency * 1000,
             job.samples.size / SAMPLE_RATE,
-            " (text of a partial)" if job.text is not None else "",
+            " (text known before the end)" if job.text is not None else "",
         )
 
 

@@ -1,14 +1,21 @@
-"""One user utterance as it arrives: its audio, when a partial is due, when the final is.
+"""One generation of a user utterance as it arrives: its audio, when a partial,
+the speculative final or the final is due.
 
 Pure logic: no bus, no clock of its own. Callers pass ``now`` (monotonic seconds),
 so tests run on virtual time.
+
+A generation that continues a paused one (SpeechStarted.continues) starts with
+that one's audio (``carry``): its transcript covers the whole utterance. The
+speculative final is decoded at SpeechPaused; the final of the same generation
+reuses its text, since only silence can have followed (any speech would have
+made a new generation).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from proto.messages import SpeechEnded
+from proto.messages import SpeechEnded, SpeechPaused
 
 SAMPLE_RATE = 16000
 BYTES_PER_SAMPLE = 2
@@ -28,9 +35,13 @@ class UtteranceStream:
 
     def __init__(self, turn_id: int, *, partial_interval_s: float, final_wait_s: float) -> None:
         self.turn_id = turn_id
-        self.frames = 0
+        self.frames = 0  # frames of this generation (carried audio not counted)
         self.ended: SpeechEnded | None = None
         self.ended_received_at = 0.0  # our monotonic clock, for the latency metric
+        self.paused: SpeechPaused | None = None
+        self._paused_received_at = 0.0
+        self.speculated = False  # the speculative decode was handed out
+        self.speculative_text: str | None = None  # its result
         self._pcm = bytearray()
         self._partial_interval_bytes = int(partial_interval_s * SAMPLE_RATE) * BYTES_PER_SAMPLE
         self._final_wait_s = final_wait_s
@@ -55,10 +66,35 @@ class UtteranceStream:
         if captured_at > 0:
             self._heard_until = captured_at + len(pcm) / BYTES_PER_SAMPLE / SAMPLE_RATE
 
+    def carry(self, previous: UtteranceStream) -> None:
+        """Start with the audio of the paused generation this one continues."""
+        self._pcm[:0] = previous._pcm
+        self._bytes_at_last_partial = previous._bytes_at_last_partial
+        self._heard_until = max(self._heard_until, previous._heard_until)
+
     def end(self, message: SpeechEnded, now: float) -> None:
         if self.ended is None:
             self.ended = message
             self.ended_received_at = now
+
+    def pause(self, message: SpeechPaused, now: float) -> None:
+        if self.paused is None:
+            self.paused = message
+            self._paused_received_at = now
+
+    def speculation_due(self, now: float) -> bool:
+        """Paused and not yet decided either way: decode what was said so far,
+        once the frames up to the pause are in (or the wait for them is over)."""
+        if self.paused is None or self.speculated or self.ended is not None:
+            return False
+        if self._superseded_at is not None:
+            return False  # speech went on: the speculation is void
+        return self.frames >= self.paused.frame_count or now >= self._paused_received_at + self._final_wait_s
+
+    def take_speculation(self) -> np.ndarray:
+        self.speculated = True
+        self._bytes_at_last_partial = len(self._pcm)
+        return self.samples()
 
     def supersede(self, now: float) -> None:
         """A newer turn began: the edge has sent every frame of this one."""
@@ -73,8 +109,8 @@ class UtteranceStream:
 
     def partial_due(self) -> bool:
         """Enough new audio since the last partial, and the utterance still open."""
-        if self.ended is not None or self._superseded_at is not None:
-            return False
+        if self.ended is not None or self._superseded_at is not None or self.paused is not None:
+            return False  # paused: only silence comes now, the speculative final says it all
         return len(self._pcm) - self._bytes_at_last_partial >= self._partial_interval_bytes
 
     def take_partial(self) -> np.ndarray:
@@ -98,6 +134,8 @@ class UtteranceStream:
         """Ended, and every frame is in or the wait for missing ones is over."""
         if self.ended is None:
             return False
+        if self.speculative_text is not None:
+            return True  # the frames still on the way are silence
         return self.all_frames_in or now >= self.ended_received_at + self._final_wait_s
 
     def orphaned(self, now: float) -> bool:
@@ -112,6 +150,8 @@ class UtteranceStream:
             return self.ended_received_at + self._final_wait_s
         if self.ended is None and self._superseded_at is not None:
             return self._superseded_at + ORPHAN_GRACE_S
+        if self.paused is not None and not self.speculated and self.frames < self.paused.frame_count:
+            return self._paused_received_at + self._final_wait_s
         return None
 
     def samples(self) -> np.ndarray:

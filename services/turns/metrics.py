@@ -16,3 +16,8 @@ TURNS_INTERRUPTED = Counter(
     "Agent replies cut off by the user: barge-in or a superseding utterance",
     ["service"],
 )
+LLM_REQUESTS = Counter(
+    f"{PREFIX}_turns_llm_requests",
+    "LlmRequests sent; speculative=true: on a speculative final, before the end of the turn",
+    ["service", "speculative"],
+)

@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from proto.messages import LlmRequest
 from proto.subjects import LLM_STREAM, PLAYOUT, SESSION, TRANSCRIPT, VAD
 from services.common import metrics
 from services.common.bus import Bus, Handler
@@ -25,7 +26,7 @@ from services.common.probes import Readiness
 from services.common.runner import Stop, main
 from services.turns.config import Settings
 from services.turns.conversation import Conversations, Drop, Effect, Publish, TurnClosed
-from services.turns.metrics import TURNS, TURNS_INTERRUPTED
+from services.turns.metrics import LLM_REQUESTS, TURNS, TURNS_INTERRUPTED
 
 SERVICE = "turns"
 TICK_SECONDS = 0.5  # resolution of the reply timeout and idle-session expiry
@@ -52,6 +53,8 @@ class Adapter:
         for effect in effects:
             if isinstance(effect, Publish):
                 await self._bus.publish(effect.channel, effect.message)
+                if isinstance(effect.message, LlmRequest):
+                    LLM_REQUESTS.labels(SERVICE, str(effect.message.speculative).lower()).inc()
             elif isinstance(effect, Drop):
                 self._bus.count_drop(effect.channel, effect.reason)
             else:

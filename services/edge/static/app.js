@@ -25,6 +25,9 @@
 
   let stream = null;
   const turns = new Map(); // turn_id -> {user, agent, latency} elements
+  // A user who goes on after a pause continues the same utterance under a new
+  // turn id (user_started_speaking.continues): both ids share one row.
+  const continued = new Map(); // turn_id -> the turn_id whose row it uses
 
   function setState(state) {
     agent.state = state;
@@ -37,7 +40,8 @@
     errorEl.textContent = message;
   }
 
-  function turnRow(turnId) {
+  function turnRow(id) {
+    const turnId = continued.has(id) ? continued.get(id) : id;
     let row = turns.get(turnId);
     if (!row) {
       const make = (cls, who) => {
@@ -81,6 +85,7 @@
     agent_text: (e) => appendText(turnRow(e.turn_id).agent, e.text),
     state: (e) => setState(e.state),
     user_started_speaking: (e) => {
+      if (e.continues) continued.set(e.turn_id, continued.get(e.continues) ?? e.continues);
       const row = turnRow(e.turn_id);
       if (!row.user.querySelector(".text").textContent) setText(row.user, "…", true);
     },

@@ -18,6 +18,7 @@ class Outcome(StrEnum):
     SUPERSEDED = "superseded"  # a newer utterance replaced it before it was heard
     FAILED = "failed"  # the llm ended with an error or with nothing to say
     TIMED_OUT = "timed_out"  # nothing played within reply_timeout_s
+    DISCARDED = "discarded"  # speculative, and the user went on speaking: never heard
 
 
 @dataclass(frozen=True)

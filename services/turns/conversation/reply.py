@@ -22,6 +22,10 @@ class Reply:
     requested_at: float
     # Fixed text (the greeting): no llm to wait for, so the agent counts as speaking.
     scripted: bool = False
+    # Requested on a speculative final: the user may still go on. ``user_text`` is
+    # the pending user message, history only once the end of the turn is confirmed.
+    speculative: bool = False
+    user_text: str = ""
     phase: Phase = Phase.PENDING
     tokens: list[str] = field(default_factory=list)
     generated: str = ""
@@ -32,6 +36,8 @@ class Reply:
 
     @property
     def agent_state(self) -> AgentStateName:
+        if self.speculative:
+            return "listening"  # the user has only paused
         if self.phase is Phase.PLAYING or self.scripted:
             return "speaking"
         return "thinking"

@@ -3,6 +3,12 @@
 The agent state the browser sees is derived, never stored: the user speaking
 means "listening", otherwise the open reply says "thinking" or "speaking", and
 with no reply the agent is "listening". A change of that value is published.
+
+Speculation: a speculative final (the user paused) opens a reply at once, its
+user message pending outside the history. The edge's SpeechEnded, the confirmed
+final or the reply's playout confirms it (the message joins the history); a
+SpeechStarted that continues the paused generation discards it (the edge has
+cancelled the work): it never reaches the history nor a later request.
 """
 
 from __future__ import annotations
@@ -21,9 +27,10 @@ from services.turns.conversation.reply import AgentStateName, Phase, Reply
 
 @dataclass
 class UserTurns:
-    """The newest utterance heard starting and the newest one transcribed."""
+    """The newest generation heard starting, ended by the edge, and transcribed."""
 
     started: int = 0
+    ended: int = 0
     final: int = 0
 
     @property
@@ -46,6 +53,8 @@ class Session:
         # Replies cancelled while playing: the edge still reports what was heard.
         self._superseded: dict[int, Reply] = {}
         self._newest_reply = -1
+        # A speculation confirmed before its final arrived: that final is expected, not stale.
+        self._expected_final = 0
         self._state: AgentStateName | None = None
         self._seq = 0
         self._out: list[Effect] = []
@@ -79,14 +88,26 @@ class Session:
             self._drop(VAD, "stale")
         elif isinstance(msg, m.SpeechStarted):
             self._user.started = msg.turn_id
-        # SpeechEnded changes nothing here: the final transcript is what counts.
+            if msg.continues:
+                self._discard(msg.continues, now)
+        elif isinstance(msg, m.SpeechEnded):
+            self._user.ended = max(self._user.ended, msg.turn_id)
+            self._confirm(msg.turn_id)
+        # SpeechPaused: stt decodes on it; its speculative final is what counts here.
 
     def on_transcript(self, msg: m.TranscriptMsg, now: float, channel: Channel) -> None:
         self.last_active = now
         if msg.turn_id <= self._user.final:
-            self._drop(channel, "stale")
+            expected = isinstance(msg, m.TranscriptFinal) and not msg.speculative
+            if expected and msg.turn_id == self._expected_final:
+                self._expected_final = 0  # the final of a speculation confirmed earlier
+            else:
+                self._drop(channel, "stale")
         elif isinstance(msg, m.TranscriptFinal):
-            self._on_final(msg, now)
+            if msg.speculative and msg.turn_id > self._user.ended:
+                self._on_speculative_final(msg, now, channel)
+            else:  # confirmed, or speculative on a turn the edge has already ended
+                self._on_final(msg, now)
 
     def on_llm(self, msg: m.LlmStreamMsg, now: float) -> None:
         self.last_active = now
@@ -101,6 +122,7 @@ class Session:
     def on_playout(self, msg: m.PlayoutMsg, now: float) -> None:
         self.last_active = now
         if isinstance(msg, m.PlayoutStarted):
+            self._confirm(msg.turn_id)  # the edge plays a reply only once the user's turn ended
             reply = self._route(PLAYOUT, msg.turn_id, superseded_too=False)
             if reply is not None:
                 reply.playout_started()
@@ -121,20 +143,60 @@ class Session:
     # --- transitions --------------------------------------------------------
 
     def _on_final(self, msg: m.TranscriptFinal, now: float) -> None:
+        if self._confirm(msg.turn_id):
+            if not msg.speculative:
+                self._expected_final = 0  # this is the final
+            return
         self._user.finalize(msg.turn_id)
+        if msg.speculative:
+            self._expected_final = msg.turn_id  # the confirmed final of it will follow
         text = msg.text.strip()
         if not text:
             return  # noise or a cough: whatever the agent was doing goes on
         self._supersede(now)
         self._history.add_user(msg.turn_id, text)
         self._open(Reply(msg.turn_id, now))
+        self._request(msg.turn_id, self._history.messages(), speculative=False)
+
+    def _on_speculative_final(self, msg: m.TranscriptFinal, now: float, channel: Channel) -> None:
+        """The user paused: start the reply now, on a user message kept aside."""
+        if msg.turn_id < self._user.started or msg.turn_id <= self._newest_reply:
+            self._drop(channel, "stale")  # the user already went on, or a duplicate
+            return
+        text = msg.text.strip()
+        if not text:
+            return  # nothing said yet: nothing to start
+        self._supersede(now)
+        self._open(Reply(msg.turn_id, now, speculative=True, user_text=text))
+        self._request(msg.turn_id, [*self._history.messages(), m.ChatMessage("user", text)], speculative=True)
+
+    def _confirm(self, turn_id: int) -> bool:
+        """The speculative reply of ``turn_id`` stands: its user message becomes history."""
+        reply = self._reply
+        if reply is None or not reply.speculative or reply.turn_id != turn_id:
+            return False
+        reply.speculative = False
+        self._user.finalize(turn_id)
+        self._history.add_user(turn_id, reply.user_text)
+        self._expected_final = turn_id
+        return True
+
+    def _discard(self, continued: int, now: float) -> None:
+        """The user went on after pausing in ``continued``: its speculative reply is
+        void. The edge has already sent the Cancel; nothing reaches the history."""
+        reply = self._reply
+        if reply is not None and reply.speculative and reply.turn_id <= continued:
+            self._close(reply, Outcome.DISCARDED, "", now)
+
+    def _request(self, turn_id: int, messages: list[m.ChatMessage], *, speculative: bool) -> None:
         system = m.ChatMessage("system", self._config.system_prompt)
         request = m.LlmRequest(
             session_id=self.id,
-            turn_id=msg.turn_id,
+            turn_id=turn_id,
             seq=0,
-            messages=[system, *self._history.messages()],
+            messages=[system, *messages],
             max_tokens=self._config.max_tokens,
+            speculative=speculative,
         )
         self._publish(LLM_REQUEST, request)
 

@@ -1,0 +1,198 @@
+"""End to end: the user pauses mid-sentence, the agent starts a reply speculatively,
+the user goes on, and the speculative reply is cancelled unheard.
+
+The whole stack (`python -m stack`), a Python WebRTC client, and a Bus on the
+stack's NATS watching what the services say to each other. The user says the
+start of one LibriVox sentence, trailing off ("Had he married a more amiable
+woman, he might..."), pauses, then says another one whole ("He might even have
+been made amiable himself."). The pause is longer than the first silent frame
+(so stt, llm and tts start on the first part) and shorter than the silence that
+ends a turn whose transcript trails off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from proto import messages as m
+from proto import subjects as s
+from services.common.bus import Bus
+from services.edge.completeness import DEFAULT_TRAILING_WORDS, normalize_words, reading
+from services.edge.ice import use_host_addresses
+from services.stt.engine import load_recognizer
+from tests.e2e_audio import looks_like_english, transcribe
+from tests.stack_process import StackProcess
+from tests.support import joined_with_pause, librivox_utterances, metric_value
+from tests.support import normalize_words as words_of
+from tests.webrtc_client import EdgeClient
+
+pytestmark = pytest.mark.e2e
+OUT_RATE = 48000
+# 0920 up to "... amiable woman, he might": Whisper writes "he might..." for any cut
+# between 2.92 s and 3.08 s into the file, so the speculative final trails off.
+FIRST_PART_S = 3.0
+# Heard as ~0.6 s of silence: more than the 20 ms that start the speculation, less than
+# EDGE_ENDPOINT_SILENCE_INCOMPLETE_MS (900) that would end the turn there.
+PAUSE_S = 0.6
+
+
+class BusWatch:
+    """Everything the services say about one session, with arrival times."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self.seen: list[tuple[float, Any]] = []
+
+    @classmethod
+    async def connect(cls, url: str) -> BusWatch:
+        watch = cls(await Bus.connect(url, "e2e-watch"))
+        for channel in (s.VAD, s.CONTROL, s.TRANSCRIPT, s.PLAYOUT, s.AUDIO_OUT, s.LLM_REQUEST):
+            # queue="": a plain subscription, never a member of the llm's queue group.
+            await watch.bus.subscribe(channel, watch._record, queue="", traced=False)
+        await watch.bus.flush()
+        return watch
+
+    async def _record(self, message: Any, _subject: str) -> None:
+        self.seen.append((time.time(), message))
+
+    def all(self, kind: type, session: str, where: Callable[[Any], bool] = lambda _: True) -> list[Any]:
+        return [x for _, x in self.seen if isinstance(x, kind) and x.session_id == session and where(x)]
+
+    def timeline(self, session: str) -> list[tuple[str, int]]:
+        """What happened, for a failure message (audio left out)."""
+        return [
+            (type(x).__name__, x.turn_id)
+            for _, x in self.seen
+            if x.session_id == session and not isinstance(x, m.AudioChunk)
+        ]
+
+    def when(self, message: Any) -> float:
+        return next(t for t, x in self.seen if x is message)
+
+    async def wait_for(
+        self, kind: type, session: str, within: float, where: Callable[[Any], bool] = lambda _: True
+    ) -> Any:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            found = self.all(kind, session, where)
+            if found:
+                return found[0]
+            await asyncio.sleep(0.01)
+        raise TimeoutError(f"no {kind.__name__} in {within}s")
+
+
+def _user_text(request: m.LlmRequest) -> str:
+    return request.messages[-1].content if request.messages and request.messages[-1].role == "user" else ""
+
+
+def _first_part_reads_incomplete(first: np.ndarray) -> str:
+    """What stt's recognizer makes of the first part alone (a check on the test's material)."""
+    text = load_recognizer("", 1, 0.003, True).transcribe(first.astype(np.float32) / 32768.0)
+    assert reading(text, normalize_words(DEFAULT_TRAILING_WORDS)) == "incomplete", text
+    return text
+
+
+def cancelled_speculation(watch: BusWatch, sid: str) -> m.LlmRequest:
+    """The speculative LlmRequest that went out at a pause and was cancelled when the user
+    went on: Cancel(N, "speech resumed") after it, then SpeechStarted(N+1, continues=N)."""
+    continued = {x.continues: x for x in watch.all(m.SpeechStarted, sid, lambda x: x.continues > 0)}
+    cancels = {c.turn_id: c for c in watch.all(m.Cancel, sid, lambda c: c.reason == "speech resumed")}
+    speculative = [
+        r
+        for r in watch.all(m.LlmRequest, sid, lambda r: r.speculative)
+        if r.turn_id in continued and r.turn_id in cancels and watch.when(r) < watch.when(cancels[r.turn_id])
+    ]
+    assert speculative, f"no speculative request was cancelled: {watch.timeline(sid)}"
+    discarded = speculative[-1]
+    assert watch.when(cancels[discarded.turn_id]) <= watch.when(continued[discarded.turn_id])
+    pause = watch.all(m.SpeechPaused, sid, lambda x: x.turn_id == discarded.turn_id)[0]
+    held = watch.all(m.AudioChunk, sid, lambda c: c.turn_id == discarded.turn_id)
+    request_ms = (watch.when(discarded) - watch.when(pause)) * 1000
+    cancel_ms = (watch.when(cancels[discarded.turn_id]) - watch.when(discarded)) * 1000
+    print(
+        f"speculated on {_user_text(discarded)!r}: request {request_ms:.0f} ms after SpeechPaused, "
+        f"cancelled {cancel_ms:.0f} ms later; {len(held)} audio pieces held and dropped"
+    )
+    return discarded
+
+
+def reply_request(watch: BusWatch, sid: str, turn: int, discarded: m.LlmRequest) -> m.TranscriptFinal:
+    """The reply's request is for ``turn``, whose transcript holds both parts, and its
+    history holds nothing of the discarded speculation."""
+    assert turn > discarded.turn_id
+    (final,) = watch.all(m.TranscriptFinal, sid, lambda f: f.turn_id == turn and not f.speculative)
+    heard_words = set(words_of(final.text).split())
+    assert heard_words & {"married", "woman"} and heard_words & {"even", "himself"}, final.text
+    (request,) = watch.all(m.LlmRequest, sid, lambda r: r.turn_id == turn)
+    assert _user_text(request) == final.text
+    assert not any(_user_text(discarded) == c.content for c in request.messages[:-1])
+    return final
+
+
+def nothing_heard_before(client: EdgeClient, quiet_from: float, confirmed_at: float) -> float:
+    """The first sound after the greeting is the reply, after the end of the turn was
+    confirmed: nothing of the cancelled generation reached the client."""
+    first_sound = client.first_sound_after(quiet_from)
+    assert first_sound is not None and first_sound >= confirmed_at, "audio before the turn ended"
+    return first_sound
+
+
+async def test_pause_then_more_speech_cancels_the_speculative_reply_unheard(
+    agent_stack: StackProcess,
+) -> None:
+    use_host_addresses(["127.0.0.1"])
+    utterances = {u.name.rsplit("-", 1)[-1]: u for u in librivox_utterances()}
+    first = utterances["0920"].pcm16()[: int(FIRST_PART_S * 16000)]
+    second = utterances["0930"].pcm16()
+    print(f"\nfirst part alone reads: {_first_part_reads_incomplete(first)!r}")
+    before = {service: agent_stack.metrics(service) for service in ("edge", "turns")}
+    watch = await BusWatch.connect(agent_stack.nats_url)
+    client = EdgeClient(agent_stack.edge_url)
+    await client.connect()
+    try:
+        sid = (await client.wait_for_event("session", within=15))["session_id"]
+        await client.wait_for_event("agent_stopped_speaking", within=60, where=lambda e: e["turn_id"] == 0)
+        quiet_from = time.time() + 0.3  # the greeting's last frames are on their way
+        spoken = client.say(joined_with_pause(first, second, PAUSE_S))
+        ended = await watch.wait_for(m.SpeechEnded, sid, within=40)
+        turn = ended.turn_id
+        stopped = await client.wait_for_event(
+            "agent_stopped_speaking", within=90, where=lambda e: e["turn_id"] == turn
+        )
+        await asyncio.sleep(0.3)
+
+        discarded = cancelled_speculation(watch, sid)
+        final = reply_request(watch, sid, turn, discarded)
+        assert stopped["interrupted"] is False and stopped["heard_text"]
+        first_sound = nothing_heard_before(client, quiet_from, watch.when(ended))
+        assert not watch.all(m.PlayoutStarted, sid, lambda p: p.turn_id == discarded.turn_id)
+        assert not [
+            e for e in client.events if e["type"] == "agent_text" and e["turn_id"] == discarded.turn_id
+        ]
+        reply = transcribe(client.audio_between(first_sound - 0.1, stopped["received_at"] + 0.3), OUT_RATE)
+        assert looks_like_english(reply), reply
+        row = await client.wait_for_event("user_started_speaking", where=lambda e: e["continues"] > 0)
+        assert row["continues"] < row["turn_id"]  # the page keeps one row for the utterance
+        assert spoken.ended_at is not None
+        latency = await client.wait_for_event("latency", within=5, where=lambda e: e["turn_id"] == turn)
+        figures = {k: v for k, v in latency.items() if k.endswith("_ms")}
+        voice_to_voice = (first_sound - spoken.ended_at) * 1000
+        print(f"turn {turn}: {final.text!r} -> {reply!r}; voice to voice {voice_to_voice:.0f} ms, {figures}")
+    finally:
+        await client.close()
+        await watch.bus.close()
+
+    def grew(service: str, name: str, **labels: str) -> float:
+        now = agent_stack.metrics(service)
+        return metric_value(now, name, **labels) - metric_value(before[service], name, **labels)
+
+    assert grew("edge", "voice_agent_speculations_total", outcome="discarded") >= 1
+    assert grew("edge", "voice_agent_speculations_total", outcome="confirmed") == 1
+    assert grew("turns", "voice_agent_turns_total", outcome="discarded") >= 1
+    assert grew("turns", "voice_agent_turns_llm_requests_total", speculative="true") >= 1
