@@ -46,7 +46,7 @@ def _first_loud_after(timeline: list[list[float]], after: float) -> float | None
 
 def test_browser_conversation(agent_stack: StackProcess, tmp_path: Path) -> None:
     assert shutil.which("node"), "node is needed for the browser test (Debian nodejs)"
-    utterance = next(u for u in librivox_utterances() if u.name.endswith("0930"))
+    utterance = next(u for u in librivox_utterances() if u.name.endswith("0870"))
     wav = tmp_path / "microphone.wav"
     _write_microphone_wav(wav, utterance.pcm16())
     out = tmp_path / "result.json"
@@ -65,8 +65,9 @@ def test_browser_conversation(agent_stack: StackProcess, tmp_path: Path) -> None
     finals = [e for e in events if e.get("type") == "transcript" and e.get("final") and e["turn_id"] >= 1]
     assert finals, f"no final transcript in the page: {kinds}\n{result['console']}\n{agent_stack.log_tail()}"
     # Chromium's audio processing (noise suppression, AGC) and Opus sit between the WAV and
-    # Whisper tiny.en here: one word of the eight may go ("amiable" -> "any who will").
-    assert word_error_rate(utterance.text, finals[0]["text"]) <= 0.4, finals[0]["text"]
+    # Whisper tiny.en here: a long sentence (22 words) keeps one misheard word from
+    # deciding the test; Whisper alone hears it with WER ~0.05.
+    assert word_error_rate(utterance.text, finals[0]["text"]) <= 0.3, finals[0]["text"]
     agent_words = "".join(
         e["text"] for e in events if e.get("type") == "agent_text" and e["turn_id"] == finals[0]["turn_id"]
     )

@@ -62,7 +62,7 @@ async def test_conversation_through_the_whole_stack(agent_stack: StackProcess) -
         assert greeting["interrupted"] is False
         assert client.first_sound_after(0) is not None, "the greeting was not heard"
         utterances = {u.name.rsplit("-", 1)[-1]: u for u in librivox_utterances()}
-        turn, first = await _talk(client, 0, utterances["0930"])
+        turn, first = await _talk(client, 0, utterances["0890"])
         _, second = await _talk(client, turn, utterances["0870"])
         for figures in (first, second):
             assert figures["voice_to_voice_ms"] > 0
