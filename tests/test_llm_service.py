@@ -26,7 +26,7 @@ from proto.subjects import SESSION
 from services.common.bus import Bus
 from services.llm.chunker import speakable
 from services.llm.config import load_settings
-from services.llm.engine import ChatEngine
+from services.llm.engine import ChatEngine, warm_up
 from services.llm.llama_engine import LlamaCppEngine
 from services.llm.model import ensure_model
 from services.llm.service import start_with
@@ -48,7 +48,7 @@ def llama() -> Iterator[LlamaCppEngine]:
     settings = load_settings()
     path = ensure_model(settings.model_cache_dir, settings.model_path, settings.model_sha256)
     engine = LlamaCppEngine(path, context=settings.context, threads=settings.threads)
-    engine.warm_up()
+    warm_up(engine)
     yield engine
     engine.close()
 

@@ -29,12 +29,17 @@ class ChatEngine(Protocol):
         """Yield the reply piece by piece; stop early once ``cancelled`` is set."""
         ...
 
-    def warm_up(self, system_prompt: str = "") -> None:
-        """One short completion (after ``system_prompt``), so the first real request
-        is not the slow one."""
-        ...
-
     def close(self) -> None: ...
+
+
+def warm_up(engine: ChatEngine, system_prompt: str = "") -> None:
+    """One short completion, so the first real request is not the slow one (the first
+    call of a llama.cpp process is ~10x slower; a remote server proves it is there).
+    With the conversation's system prompt, llama.cpp keeps that prefix evaluated: the
+    first real reply skips ~60 tokens of prompt work."""
+    prompt = [ChatMessage("system", system_prompt)] if system_prompt else []
+    for _ in engine.stream([*prompt, ChatMessage("user", "Say hi.")], 4, threading.Event()):
+        pass
 
 
 def as_dicts(messages: list[ChatMessage]) -> list[dict[str, str]]:

@@ -75,15 +75,6 @@ class LlamaCppEngine:
             if close is not None:
                 close()
 
-    def warm_up(self, system_prompt: str = "") -> None:
-        """One short completion: the first call of a process is ~10x slower."""
-        never = threading.Event()
-        # With the system prompt the conversation will use, llama.cpp keeps its
-        # prefix evaluated: the first real reply skips ~60 tokens of prompt work.
-        prompt = [ChatMessage("system", system_prompt)] if system_prompt else []
-        for _ in self.stream([*prompt, ChatMessage("user", "Say hi.")], 4, never):
-            pass
-
     def close(self) -> None:
         self._llm.close()
 

@@ -111,15 +111,6 @@ class OpenAICompatibleEngine:
             raise EngineError(f"{self._url} answered HTTP {response.status}: {body}")
         return response
 
-    def warm_up(self, system_prompt: str = "") -> None:
-        """One short completion: checks the server is there and the model loaded."""
-        never = threading.Event()
-        # With the system prompt the conversation will use, llama.cpp keeps its
-        # prefix evaluated: the first real reply skips ~60 tokens of prompt work.
-        prompt = [ChatMessage("system", system_prompt)] if system_prompt else []
-        for _ in self.stream([*prompt, ChatMessage("user", "Say hi.")], 4, never):
-            pass
-
     def close(self) -> None:
         if self._loop.is_closed():
             return

@@ -22,6 +22,7 @@ from services.common.probes import Readiness
 from services.common.runner import Stop, main
 from services.llm.config import Settings, load_settings
 from services.llm.engine import ChatEngine
+from services.llm.engine import warm_up as engine_warm_up
 from services.llm.replies import Replier
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ def build_engine(settings: Settings) -> ChatEngine:
 async def warm_up(engine: ChatEngine, system_prompt: str) -> None:
     started = time.monotonic()
     try:
-        await asyncio.to_thread(engine.warm_up, system_prompt)
+        await asyncio.to_thread(engine_warm_up, engine, system_prompt)
     except Exception as exc:  # any failure here means the engine cannot serve
         raise StartupError(f"the {engine.name} engine failed its warm-up request: {exc}") from exc
     log.info("%s engine warmed up in %.0f ms", engine.name, (time.monotonic() - started) * 1000)
