@@ -8,14 +8,10 @@
 // Writes JSON: {timeOrigin, blockMs, mic: [[epochMs, rms], ...], remote: [...],
 //               events: window.voiceAgent.events (receivedAt in performance.now() ms),
 //               error, console}.
-// playwright-core comes from tests/browser/node_modules (installed by `make test-deps`).
-import { createRequire } from 'node:module';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-
-const require = createRequire(new URL('../tests/browser/package.json', import.meta.url));
-const { chromium } = require('playwright-core');
+// playwright-core comes from tests/browser/node_modules (installed by `make test-deps`);
+// the launcher is shared with the browser tests.
+import { writeFileSync } from 'node:fs';
+import { launchWithMicrophone } from '../tests/browser/chromium.mjs';
 
 const [url, wav, outPath, secondsArg] = process.argv.slice(2);
 if (!url || !wav || !outPath) {
@@ -24,19 +20,7 @@ if (!url || !wav || !outPath) {
 }
 const seconds = Number(secondsArg || '60');
 
-const profile = mkdtempSync(join(tmpdir(), 'voice-agent-bench-chromium-'));
-process.on('exit', () => rmSync(profile, { recursive: true, force: true }));
-const browser = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
-    `--use-file-for-fake-audio-capture=${wav}%noloop`,
-    '--allow-loopback-in-peer-connection', '--autoplay-policy=no-user-gesture-required',
-  ],
-});
+const browser = await launchWithMicrophone(wav);
 
 const page = await browser.newPage();
 const consoleLines = [];

@@ -6,31 +6,15 @@
 // Writes JSON: events (the page's window.voiceAgent.events), mic and remote level
 // timelines ([ms since page origin, rms] per 20 ms-ish block) and the remote audio as
 // base64 PCM16 mono at remoteSampleRate.
-import { chromium } from 'playwright-core';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { launchWithMicrophone } from './chromium.mjs';
 
-const rmOnExit = (dir) => process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
 const [url, wav, outPath, secondsArg] = process.argv.slice(2);
 const seconds = Number(secondsArg || '20');
 
-// A fresh profile each run; Playwright wants it as the persistent context's directory.
-const profile = mkdtempSync(join(tmpdir(), 'voice-agent-chromium-'));
-const browser = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
-    `--use-file-for-fake-audio-capture=${wav}%noloop`,
-    '--allow-loopback-in-peer-connection', '--autoplay-policy=no-user-gesture-required',
-  ],
-});
+const browser = await launchWithMicrophone(wav);
 
 const page = await browser.newPage();
-rmOnExit(profile);
 const consoleLines = [];
 page.on('console', (msg) => consoleLines.push(`${msg.type()}: ${msg.text()}`));
 page.on('pageerror', (err) => consoleLines.push(`pageerror: ${err.message}`));
