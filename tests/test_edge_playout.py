@@ -146,6 +146,45 @@ def test_uninterruptible_chunks_say_so() -> None:
     assert buffer.interruptible
 
 
+def test_a_cancel_lets_the_uninterruptible_chunk_finish_then_cuts() -> None:
+    buffer = PlayoutBuffer(lambda: identity)
+    buffer.push(chunk(1, 0, frames=3, text="hello", interruptible=False), 0.0)
+    buffer.push(chunk(1, 1, frames=3, text="there", last=True), 0.0)
+    play(buffer, 1)
+    assert buffer.cancel(1) == []  # not yet: the greeting's first chunk plays on
+    markers, events = play(buffer, 4, 0.02)
+    assert markers == [1001, 1001, 0, 0]
+    assert events == [TurnFinished(1, "hello", interrupted=True)]
+    assert buffer.turn_id is None and not buffer.push(chunk(1, 2), 1.0)[0]
+
+
+def test_a_newer_turn_waits_behind_an_uninterruptible_one() -> None:
+    buffer = PlayoutBuffer(lambda: identity)
+    buffer.push(chunk(0, 0, frames=2, text="welcome", final=False, interruptible=False), 0.0)
+    play(buffer, 1)
+    accepted, events = buffer.push(chunk(1, 0, text="reply", last=True), 0.0)
+    assert accepted and events == []
+    markers, events = play(buffer, 1, 0.02)
+    assert markers == [1] and events == []  # the chunk's last piece is still to come
+    buffer.push(chunk(0, 0, 1, frames=1, interruptible=False), 0.05)
+    markers, events = play(buffer, 3, 0.04)
+    assert markers == [2, 1001, 0]
+    assert events == [
+        TurnFinished(0, "welcome", interrupted=True),
+        TurnStarted(1),
+        TurnFinished(1, "reply", interrupted=False),
+    ]
+
+
+def test_a_cancel_of_an_interruptible_chunk_stays_immediate() -> None:
+    buffer = PlayoutBuffer(lambda: identity)
+    buffer.push(chunk(1, 0, interruptible=False), 0.0)
+    buffer.push(chunk(1, 1, frames=5, text="later", last=True), 0.0)
+    play(buffer, 2)
+    assert buffer.interruptible
+    assert buffer.cancel(1) == [TurnFinished(1, "later", interrupted=True)]
+
+
 def tone(rate: int, seconds: float, freq: float = 440.0) -> np.ndarray:
     t = np.arange(int(rate * seconds)) / rate
     return (np.sin(2 * np.pi * freq * t) * 10000).astype(np.int16)

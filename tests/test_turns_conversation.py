@@ -154,6 +154,35 @@ def test_greeting_can_be_disabled() -> None:
     assert states(effects) == ["listening"]
 
 
+def test_an_uninterruptible_greeting_says_so_and_is_not_cancelled_while_heard() -> None:
+    config = ConversationConfig(system_prompt=SYSTEM, greeting=GREETING, greeting_interruptible=False)
+    script = Script(config)
+    (chunk,) = published(script.start(), m.TextChunk)
+    assert chunk.allow_interruptions is False
+    script.playout_started(0)
+    script.speech(1)
+    effects = script.final(1, "Hi there")
+    assert published(effects, m.Cancel) == []  # the edge plays the greeting out
+    assert [r.turn_id for r in published(effects, m.LlmRequest)] == [1]  # the reply follows
+    effects = script.playout_finished(0, GREETING)
+    assert [(c.turn_id, c.outcome) for c in closed(effects)] == [(0, Outcome.COMPLETED)]
+    assert script.history() == [assistant(GREETING), user("Hi there")]
+
+
+def test_an_uninterruptible_greeting_not_yet_heard_is_still_cancelled() -> None:
+    config = ConversationConfig(system_prompt=SYSTEM, greeting=GREETING, greeting_interruptible=False)
+    script = Script(config)
+    script.start()
+    script.speech(1)
+    effects = script.final(1, "Hi there")
+    assert [(c.turn_id, c.reason) for c in published(effects, m.Cancel)] == [(0, "superseded")]
+
+
+def test_the_greeting_is_interruptible_by_default() -> None:
+    (chunk,) = published(Script().start(), m.TextChunk)
+    assert chunk.allow_interruptions is True
+
+
 def test_scripted_conversation_over_two_turns() -> None:
     script = Script()
     script.start()

@@ -55,6 +55,14 @@ class Settings(ServiceSettings):
     speculate_after_ms: int = Field(default=20, ge=0)
     max_utterance_ms: int = Field(default=15000, ge=500)
 
+    # Barge-in (services/edge/interruption.py): user speech cuts the agent's audio
+    # only when interruptions are allowed (here and by the chunk playing), after
+    # this much sustained voiced speech,
+    allow_interruptions: bool = True
+    interrupt_speech_ms: int = Field(default=300, ge=20)
+    # and, above 0, once the utterance's partial transcript has this many words.
+    interrupt_min_words: int = Field(default=0, ge=0)
+
     # Playout waits this long for a missing (chunk_index, part) before skipping
     # it, so one lost piece never stalls the agent's voice.
     reorder_wait_ms: int = Field(default=300, ge=0)

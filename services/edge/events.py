@@ -22,21 +22,62 @@ offer; the edge sends one JSON object per message, never expects a reply:
 - ``{"type": "agent_started_speaking", "turn_id": N, "interrupted": false}`` the first
   frame of reply N went out; ``{"type": "agent_stopped_speaking", "turn_id": N,
   "interrupted": true|false, "heard_text": "..."}`` its playout ended (cut off or done).
+- ``{"type": "interrupted", "turn_id": N, "heard_text": "..."}`` the user's speech
+  cut reply N off (barge-in, services/edge/interruption.py); sent just before
+  its ``agent_stopped_speaking``. A Cancel from the bus does not send it.
 - ``{"type": "latency", "turn_id": N, "stt_final_ms", "llm_first_token_ms",
   "tts_first_audio_ms", "first_audio_out_ms"}``: milliseconds from the end of the
   user's speech (``SpeechEnded.at``) to each step reaching the edge, on the edge's
   clock; -1 for a step not seen. Also published as ``TurnLatency`` on ``va.state``.
+
+The same five speaking events (``user_started_speaking``, ``user_stopped_speaking``,
+``agent_started_speaking``, ``agent_stopped_speaking``, ``interrupted``) flow in
+code through ``EdgeSession.hooks``: ``session.hooks.on("interrupted", callback)``
+calls ``callback(event)`` with the same dict, whether or not a data channel is open.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from proto import messages as m
 from services.edge.latency import Latency
 
+log = logging.getLogger(__name__)
+
 Event = dict[str, Any]
+Hook = Callable[[Event], None]
+HOOK_EVENTS = frozenset(
+    {
+        "user_started_speaking",
+        "user_stopped_speaking",
+        "agent_started_speaking",
+        "agent_stopped_speaking",
+        "interrupted",
+    }
+)
+
+
+class Hooks:
+    """Callbacks for the speaking events of one session, called in order."""
+
+    def __init__(self) -> None:
+        self._callbacks: dict[str, list[Hook]] = {}
+
+    def on(self, name: str, callback: Hook) -> None:
+        if name not in HOOK_EVENTS:
+            raise ValueError(f"no hook {name!r}; one of {sorted(HOOK_EVENTS)}")
+        self._callbacks.setdefault(name, []).append(callback)
+
+    def emit(self, event: Event) -> None:
+        for callback in self._callbacks.get(str(event.get("type")), []):
+            try:
+                callback(event)
+            except Exception:  # a broken hook must not break the call
+                log.exception("hook for %s failed", event.get("type"))
 
 
 def encode(event: Event) -> str:
@@ -88,6 +129,10 @@ def agent_stopped(turn_id: int, interrupted: bool, heard_text: str) -> Event:
         "interrupted": interrupted,
         "heard_text": heard_text,
     }
+
+
+def interrupted(turn_id: int, heard_text: str) -> Event:
+    return {"type": "interrupted", "turn_id": turn_id, "heard_text": heard_text}
 
 
 def latency(figures: Latency) -> Event:

@@ -3,7 +3,7 @@
 ``PlayoutTrack`` is the outbound MediaStreamTrack: every 20 ms, paced on the
 wall clock, it takes one frame from the playout buffer (silence when nothing
 plays) and hands it to aiortc's Opus encoder. ``read_microphone`` is the inbound
-loop: decoded frames -> 16 kHz mono 20 ms frames -> VAD -> endpointing.
+loop: decoded frames -> 16 kHz mono 20 ms frames -> VAD -> the session.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 from services.edge.audio import IN_FRAME, IN_RATE, OUT_FRAME, OUT_RATE, InboundResampler, stereo_frame
-from services.edge.endpointing import Endpointer, Event
 from services.edge.playout import PlayoutBuffer, PlayoutEvent
 from services.edge.vad import VadStream
 
@@ -27,7 +26,7 @@ FRAME_SECONDS = OUT_FRAME / OUT_RATE
 MAX_LAG = 0.1
 
 OnPlayout = Callable[[list[PlayoutEvent], float], Awaitable[None]]
-OnSpeech = Callable[[Event], Awaitable[None]]
+OnFrame = Callable[[bytes, float, float], Awaitable[None]]  # pcm, VAD probability, captured_at
 
 
 class PlayoutTrack(MediaStreamTrack):
@@ -66,10 +65,9 @@ class PlayoutTrack(MediaStreamTrack):
             self._index += int(-wait / FRAME_SECONDS)
 
 
-async def read_microphone(
-    track: MediaStreamTrack, vad: VadStream, endpointer: Endpointer, on_event: OnSpeech
-) -> None:
-    """Run until the remote track ends; each endpointing event goes to ``on_event``."""
+async def read_microphone(track: MediaStreamTrack, vad: VadStream, on_frame: OnFrame) -> None:
+    """Run until the remote track ends; each 20 ms frame and its VAD probability
+    go to ``on_frame`` (endpointing and barge-in)."""
     resampler = InboundResampler()
     while True:
         try:
@@ -83,6 +81,4 @@ async def read_microphone(
         for i, pcm in enumerate(pieces):
             # Pieces of one decoded frame arrive together: date each by its place.
             captured_at = arrived - (len(pieces) - i) * IN_FRAME / IN_RATE
-            probability = vad.push(pcm)
-            for event in endpointer.push(pcm.tobytes(), probability, captured_at):
-                await on_event(event)
+            await on_frame(pcm.tobytes(), vad.push(pcm), captured_at)

@@ -10,6 +10,11 @@ A newer turn supersedes the playing one; chunks of a cancelled, finished or
 older turn are dropped. ``heard_text`` is the text of every chunk whose audio
 started playing: all of them when the turn ends on its own, those begun so far
 when it is cut off.
+
+An uninterruptible chunk (``allow_interruptions`` false) that has begun plays
+to its end: a cancel of its turn, or a newer turn's audio, lets it finish what
+is queued of its uninterruptible pieces first. The newer turn's pieces wait
+meanwhile and play right after.
 """
 
 from __future__ import annotations
@@ -70,6 +75,13 @@ class _Turn:
     all_released: bool = False  # the last_chunk piece is in the queue
     started: bool = False
     interruptible: bool = True
+    stopping: bool = False  # cancelled while uninterruptible: ends after that audio
+    chunk_done: bool = True  # the last piece queued ended its text chunk
+
+    @property
+    def protected(self) -> bool:
+        """Its audio has begun and the chunk playing must not be cut."""
+        return self.started and not self.interruptible
 
     def heard_text(self) -> str:
         words = (self.texts.get(index, "").strip() for index in self.started_chunks)
@@ -91,6 +103,7 @@ class PlayoutBuffer:
         self._turn: _Turn | None = None
         self._newest = -1  # newest turn accepted
         self._closed_upto = -1  # turns up to this one were cancelled or finished
+        self._waiting: list[AudioChunk] = []  # a newer turn's pieces, behind a protected one
 
     @property
     def turn_id(self) -> int | None:
@@ -109,9 +122,15 @@ class PlayoutBuffer:
     def push(self, chunk: AudioChunk, now: float) -> tuple[bool, list[PlayoutEvent]]:
         """Queue ``chunk``; False when it belongs to a stale turn and was dropped.
         The events report a playing turn that this newer one superseded."""
-        if chunk.turn_id <= self._closed_upto or chunk.turn_id < self._newest:
+        current = self._turn is not None and chunk.turn_id == self._turn.turn_id
+        if chunk.turn_id <= self._closed_upto or (chunk.turn_id < self._newest and not current):
             return False, []
         events: list[PlayoutEvent] = []
+        if self._turn is not None and chunk.turn_id > self._turn.turn_id and self._turn.protected:
+            self._turn.stopping = True
+            self._waiting.append(chunk)
+            self._newest = chunk.turn_id
+            return True, events
         if self._turn is None or chunk.turn_id > self._turn.turn_id:
             if self._turn is not None:
                 events += self._flush(interrupted=True)
@@ -125,10 +144,16 @@ class PlayoutBuffer:
         return True, events
 
     def cancel(self, turn_id: int) -> list[PlayoutEvent]:
-        """Stop ``turn_id`` and everything older at once."""
+        """Stop ``turn_id`` and everything older at once (an uninterruptible
+        chunk playing finishes first)."""
         self._closed_upto = max(self._closed_upto, turn_id)
         self._newest = max(self._newest, turn_id)
-        if self._turn is not None and self._turn.turn_id <= turn_id:
+        self._waiting = [c for c in self._waiting if c.turn_id > turn_id]
+        turn = self._turn
+        if turn is not None and turn.turn_id <= turn_id:
+            if turn.protected:
+                turn.stopping = True
+                return []
             return self._flush(interrupted=True)
         return []
 
@@ -153,7 +178,26 @@ class PlayoutBuffer:
                 turn.queue.popleft()
         if turn.all_released and not turn.queue:
             events += self._flush(interrupted=False)
+        elif turn.stopping and self._stop_due(turn):
+            events += self._flush(interrupted=True)
+        if self._turn is None and self._waiting:
+            events += self._resume(now)
         return frame, events
+
+    def _stop_due(self, turn: _Turn) -> bool:
+        """A stopping turn ends once its uninterruptible chunk is out: at a piece
+        that may be cut, or with nothing queued and nothing more of it to come."""
+        if turn.queue:
+            return turn.queue[0].allow_interruptions
+        return turn.chunk_done or turn.turn_id <= self._closed_upto
+
+    def _resume(self, now: float) -> list[PlayoutEvent]:
+        """The protected turn is over: the newer turn that waited takes its place."""
+        waiting, self._waiting = self._waiting, []
+        events: list[PlayoutEvent] = []
+        for chunk in waiting:
+            events += self.push(chunk, now)[1]
+        return events
 
     def _begin_segment(self, turn: _Turn, segment: _Segment, events: list[PlayoutEvent]) -> None:
         if segment.chunk_index not in turn.started_chunks:
@@ -182,6 +226,7 @@ class PlayoutBuffer:
             turn.texts[chunk.chunk_index] = chunk.text
         samples = turn.resample(chunk.pcm, chunk.sample_rate, chunk.last_chunk)
         turn.queue.append(_Segment(samples, chunk.chunk_index, chunk.allow_interruptions))
+        turn.chunk_done = chunk.final_part
         if chunk.final_part:
             turn.expected = (chunk.chunk_index + 1, 0)
         else:

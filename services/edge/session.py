@@ -25,6 +25,7 @@ from services.edge.config import Settings
 from services.edge.endpointing import Ended, EndpointConfig, Endpointer, Event, Frame, Paused, Started
 from services.edge.holding import Held, HeldTurn
 from services.edge.ice import rtc_configuration
+from services.edge.interruption import InterruptConfig, InterruptDecider
 from services.edge.latency import LatencyTracker
 from services.edge.media import PlayoutTrack, read_microphone
 from services.edge.metrics import BARGE_INS, CONNECT, FIRST_AUDIO_OUT, HELD_DROPPED, SERVICE, SPECULATIONS
@@ -33,6 +34,11 @@ from services.edge.playout import PlayoutBuffer, PlayoutEvent, TurnFinished, Tur
 from services.edge.vad import SileroModel
 
 log = logging.getLogger(__name__)
+
+# The edge's own Cancel of a speculation the user talked on through: what it
+# voids was held, never played, so it leaves the agent's playing audio alone
+# (only the barge-in decision may cut that).
+SPEECH_RESUMED = "speech resumed"
 
 
 def endpoint_config(settings: Settings) -> EndpointConfig:
@@ -47,6 +53,16 @@ def endpoint_config(settings: Settings) -> EndpointConfig:
         trailing_words=normalize_words(settings.trailing_word_list),
         speculate_after_ms=settings.speculate_after_ms,
         max_utterance_ms=settings.max_utterance_ms,
+    )
+
+
+def interrupt_config(settings: Settings) -> InterruptConfig:
+    return InterruptConfig(
+        speech_ms=settings.interrupt_speech_ms,
+        min_words=settings.interrupt_min_words,
+        allowed=settings.allow_interruptions,
+        threshold=settings.vad_threshold,
+        neg_threshold=min(settings.vad_neg_threshold, settings.vad_threshold),
     )
 
 
@@ -69,6 +85,8 @@ class EdgeSession:
             rtc_configuration(settings.ice_server_urls, settings.ice_username, settings.ice_credential)
         )
         self.endpointer = Endpointer(endpoint_config(settings))
+        self.interruption = InterruptDecider(interrupt_config(settings))
+        self.hooks = events.Hooks()  # the speaking events, in code
         self.vad = vad.stream()
         self.playout = PlayoutBuffer(ChunkResampler, reorder_wait=settings.reorder_wait_ms / 1000)
         self.track = PlayoutTrack(self.playout, self._on_playout)
@@ -142,7 +160,7 @@ class EdgeSession:
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio":
-            self._spawn(read_microphone(track, self.vad, self.endpointer, self._on_speech))
+            self._spawn(read_microphone(track, self.vad, self._on_frame))
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
         if channel.label != "events":
@@ -178,6 +196,12 @@ class EdgeSession:
 
     # --- microphone -> bus --------------------------------------------------
 
+    async def _on_frame(self, pcm: bytes, probability: float, captured_at: float) -> None:
+        self.interruption.push(probability, captured_at)
+        for event in self.endpointer.push(pcm, probability, captured_at):
+            await self._on_speech(event)
+        await self._maybe_barge_in()
+
     async def _on_speech(self, event: Event) -> None:
         if isinstance(event, Frame):
             frame = m.AudioFrame(**self._ids(event.turn_id), pcm=event.pcm, captured_at=event.captured_at)
@@ -193,8 +217,7 @@ class EdgeSession:
             await self._speech_ended(event)
 
     async def _speech_started(self, event: Started) -> None:
-        if self.playout.interruptible:
-            await self._barge_in()
+        self.interruption.started(event.turn_id, event.continues)
         dropped = self.held.open(event.turn_id, event.continues)
         if event.continues:
             # The user went on after a pause: whatever was started on the paused
@@ -202,13 +225,14 @@ class EdgeSession:
             # before anyone hears of the new generation.
             SPECULATIONS.labels(SERVICE, "discarded").inc()
             self._count_unheard(dropped)
-            await self._publish(s.CONTROL, m.Cancel(**self._ids(event.continues), reason="speech resumed"))
+            await self._publish(s.CONTROL, m.Cancel(**self._ids(event.continues), reason=SPEECH_RESUMED))
         started = m.SpeechStarted(**self._ids(event.turn_id), at=event.at, continues=event.continues)
         await self._publish(s.VAD, started)
         self.send(events.user_started(event.turn_id, event.continues))
 
     async def _speech_ended(self, event: Ended) -> None:
         self.latency.speech_ended(event.turn_id, event.at)
+        self.interruption.ended()
         ended = m.SpeechEnded(
             **self._ids(event.turn_id), at=event.at, decided_at=time.time(), frame_count=event.frame_count
         )
@@ -231,13 +255,17 @@ class EdgeSession:
         if chunks:
             HELD_DROPPED.inc(chunks)
 
-    async def _barge_in(self) -> None:
-        """User speech over the agent: silence playout now, then tell the bus."""
+    async def _maybe_barge_in(self) -> None:
+        """User speech over the agent, if it counts: silence playout now, then tell the bus."""
         turn_id = self.playout.turn_id
-        if turn_id is None:
+        if turn_id is None or not self.interruption.decide(self.playout.interruptible):
             return
         stopped = self.playout.cancel(turn_id)
+        self.interruption.cut()
         BARGE_INS.inc()
+        for event in stopped:
+            if isinstance(event, TurnFinished):
+                self.send(events.interrupted(event.turn_id, event.heard_text))
         await self._publish(s.CONTROL, m.Cancel(**self._ids(turn_id), reason="barge-in"))
         await self._on_playout(stopped, time.time())
 
@@ -282,8 +310,10 @@ class EdgeSession:
         now = time.time()
         if self.held.hold(message.turn_id, message):
             self.latency.tts_audio(message.turn_id, now)
-            return
-        await self._play(message, now)
+        elif self.held.void(message.turn_id):
+            self.bus.count_drop(s.AUDIO_OUT, "stale_turn")  # a discarded speculation's late audio
+        else:
+            await self._play(message, now)
 
     async def _play(self, chunk: m.AudioChunk, now: float) -> None:
         accepted, superseded = self.playout.push(chunk, now)
@@ -296,7 +326,8 @@ class EdgeSession:
     async def _on_control(self, message: Any, _subject: str) -> None:
         if isinstance(message, m.Cancel):
             self._count_unheard(self.held.discard(message.turn_id))
-            await self._on_playout(self.playout.cancel(message.turn_id), time.time())
+            if message.reason != SPEECH_RESUMED:
+                await self._on_playout(self.playout.cancel(message.turn_id), time.time())
 
     async def _on_transcript(self, message: Any, _subject: str) -> None:
         if isinstance(message, m.TranscriptFinal):
@@ -305,7 +336,9 @@ class EdgeSession:
             self.endpointer.heard(message.turn_id, message.text, math.inf)
         elif isinstance(message, m.TranscriptPartial):
             self.endpointer.heard(message.turn_id, message.text, message.heard_until)
+        self.interruption.heard(message.turn_id, message.text)
         self._forward(message)
+        await self._maybe_barge_in()  # the words an interruption waited for
 
     async def _on_llm_stream(self, message: Any, _subject: str) -> None:
         if isinstance(message, m.LlmToken):
@@ -328,7 +361,8 @@ class EdgeSession:
             self.send(event)
 
     def send(self, event: events.Event) -> None:
-        """One JSON event to the browser, if its channel is open."""
+        """One JSON event to the browser, if its channel is open, and to the hooks."""
+        self.hooks.emit(event)
         channel = self.channel
         if channel is not None and channel.readyState == "open":
             channel.send(events.encode(event))

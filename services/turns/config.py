@@ -22,6 +22,7 @@ class Settings(ServiceSettings):
     system_prompt: str = SYSTEM_PROMPT
     greeting: str = GREETING
     greeting_enabled: bool = True
+    greeting_interruptible: bool = True
     max_tokens: int = Field(default=150, ge=1)
     history_max_messages: int = Field(default=20, ge=1)
     reply_timeout_s: float = Field(default=20.0, gt=0)
@@ -38,6 +39,7 @@ class Settings(ServiceSettings):
             system_prompt=self.system_prompt,
             greeting=self.greeting,
             greeting_enabled=self.greeting_enabled,
+            greeting_interruptible=self.greeting_interruptible,
             max_tokens=self.max_tokens,
             history_max_messages=self.history_max_messages,
             reply_timeout_s=self.reply_timeout_s,

@@ -10,6 +10,9 @@ class ConversationConfig:
     system_prompt: str
     greeting: str
     greeting_enabled: bool = True
+    # False: the greeting's TextChunk carries allow_interruptions=False, so the
+    # edge plays it to its end even if the user talks over it.
+    greeting_interruptible: bool = True
     max_tokens: int = 150
     history_max_messages: int = 20
     # A reply that is still silent this long after it was requested is given up:

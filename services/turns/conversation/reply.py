@@ -22,6 +22,9 @@ class Reply:
     requested_at: float
     # Fixed text (the greeting): no llm to wait for, so the agent counts as speaking.
     scripted: bool = False
+    # False: its audio may not be cut (the edge plays it out), so a newer
+    # utterance does not cancel it once it plays.
+    interruptible: bool = True
     # Requested on a speculative final: the user may still go on. ``user_text`` is
     # the pending user message, history only once the end of the turn is confirmed.
     speculative: bool = False

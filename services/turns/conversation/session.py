@@ -77,9 +77,17 @@ class Session:
     def greet(self, now: float) -> None:
         if not self._config.greeting_enabled or not self._config.greeting.strip():
             return
-        text = self._config.greeting
-        self._open(Reply(0, now, scripted=True, generated=text))
-        chunk = m.TextChunk(session_id=self.id, turn_id=0, seq=0, text=text, index=0, last=True)
+        text, interruptible = self._config.greeting, self._config.greeting_interruptible
+        self._open(Reply(0, now, scripted=True, generated=text, interruptible=interruptible))
+        chunk = m.TextChunk(
+            session_id=self.id,
+            turn_id=0,
+            seq=0,
+            text=text,
+            index=0,
+            last=True,
+            allow_interruptions=interruptible,
+        )
         self._publish(TTS_REQUEST, chunk)
 
     def on_vad(self, msg: m.VadMsg, now: float) -> None:
@@ -205,9 +213,11 @@ class Session:
         reply = self._reply
         if reply is None:
             return
-        self._cancel(reply, "superseded")
+        playing = reply.phase is Phase.PLAYING
+        if reply.interruptible or not playing:
+            self._cancel(reply, "superseded")  # an uninterruptible one being heard plays out
         self._reply = None
-        if reply.phase is Phase.PLAYING:
+        if playing:
             self._superseded[reply.turn_id] = reply  # wait for PlayoutFinished
         else:
             self._close(reply, Outcome.SUPERSEDED, "", now)
