@@ -21,12 +21,18 @@ from tests.support import NatsServer, metric_value
 _provider = TracerProvider()  # an SDK provider, so spans have real ids
 
 
-async def test_trace_context_rides_in_headers_and_bad_messages_are_dropped(
-    nats_server: NatsServer,
-) -> None:
+async def test_trace_context_rides_in_headers_and_bad_messages_are_dropped() -> None:
     trace.set_tracer_provider(_provider)  # no-op if another test set one first
-    publisher = await Bus.connect(nats_server.url, "test-pub")
-    consumer = await Bus.connect(nats_server.url, "test-sub")
+    server = NatsServer().start()  # its own server: no other test's traffic on va.control.*
+    try:
+        await _check_trace_context_and_drops(server.url)
+    finally:
+        server.stop()
+
+
+async def _check_trace_context_and_drops(url: str) -> None:
+    publisher = await Bus.connect(url, "test-pub")
+    consumer = await Bus.connect(url, "test-sub")
     seen: list[tuple[Any, int]] = []
     done = asyncio.Event()
 
@@ -43,7 +49,7 @@ async def test_trace_context_rides_in_headers_and_bad_messages_are_dropped(
     await publisher.publish(CONTROL, m.Cancel(session_id="s1", turn_id=1, seq=1, reason="boom"))
     with telemetry.tracer().start_as_current_span("turn") as root:
         await publisher.publish(CONTROL, m.Cancel(session_id="s1", turn_id=2, seq=2))
-    await asyncio.wait_for(done.wait(), 5)
+    await asyncio.wait_for(done.wait(), 10)
 
     message, trace_id = seen[0]
     assert message == m.Cancel(session_id="s1", turn_id=2, seq=2)
