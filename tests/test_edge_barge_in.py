@@ -12,17 +12,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from aiohttp import web
 
 from proto import messages as m
 from proto import subjects as s
-from services.common.bus import Bus
-from services.common.probes import Readiness, add_probe_routes, start_http
-from services.edge.config import Settings
 from services.edge.events import HOOK_EVENTS
 from services.edge.service import EdgeService
 from services.edge.vad import SileroModel
-from tests.support import NatsServer, free_port, librivox_utterances
+from tests.edge_harness import serve_edge
+from tests.support import NatsServer, librivox_utterances
 from tests.test_edge_service import PIECE, TONE_RATE, Peers
 from tests.webrtc_client import EdgeClient
 
@@ -33,26 +30,9 @@ pytestmark = pytest.mark.e2e
 async def edge(
     nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> AsyncIterator[EdgeService]:
-    port = free_port()
-    for name, value in getattr(request, "param", {}).items():  # more settings, by parametrize
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("NATS_URL", nats_server.url)
-    monkeypatch.setenv("EDGE_HTTP_PORT", str(port))
-    monkeypatch.setenv("EDGE_ICE_HOST_ADDRESSES", "127.0.0.1")
-    settings = Settings.from_env()
-    service = EdgeService(settings)
-    readiness = Readiness()
-    app = web.Application()
-    add_probe_routes(app, readiness)
-    service.add_routes(app)
-    bus = await Bus.connect(settings.nats_url, "edge")
-    http = await start_http(app, settings.http_host, settings.http_port)
-    stop = await service.start(bus, readiness)
-    readiness.ready = True
-    yield service
-    await stop()
-    await bus.close()
-    await http.cleanup()
+    env = getattr(request, "param", {})  # more settings, by parametrize
+    async with serve_edge(nats_server.url, monkeypatch, env) as (service, _port):
+        yield service
 
 
 @pytest.fixture

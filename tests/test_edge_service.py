@@ -15,18 +15,15 @@ from typing import Any
 import nats
 import numpy as np
 import pytest
-from aiohttp import web
 from prometheus_client import REGISTRY
 
 from proto import messages as m
 from proto import subjects as s
 from services.common.bus import Bus
-from services.common.probes import Readiness, add_probe_routes, start_http
-from services.edge.config import Settings
 from services.edge.endpointing import Endpointer, Started
-from services.edge.service import EdgeService
 from services.edge.vad import SileroModel
-from tests.support import NatsServer, free_port, joined_with_pause, librivox_utterances
+from tests.edge_harness import serve_edge
+from tests.support import NatsServer, joined_with_pause, librivox_utterances
 from tests.webrtc_client import EdgeClient
 
 pytestmark = pytest.mark.e2e
@@ -37,24 +34,8 @@ PIECE = TONE_RATE // 5  # 200 ms pieces, as tts sends
 
 @pytest.fixture
 async def edge_url(nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
-    port = free_port()
-    monkeypatch.setenv("NATS_URL", nats_server.url)
-    monkeypatch.setenv("EDGE_HTTP_PORT", str(port))
-    monkeypatch.setenv("EDGE_ICE_HOST_ADDRESSES", "127.0.0.1")
-    settings = Settings.from_env()
-    service = EdgeService(settings)
-    readiness = Readiness()
-    app = web.Application()
-    add_probe_routes(app, readiness)
-    service.add_routes(app)
-    bus = await Bus.connect(settings.nats_url, "edge")
-    http = await start_http(app, settings.http_host, settings.http_port)
-    stop = await service.start(bus, readiness)
-    readiness.ready = True
-    yield f"http://127.0.0.1:{port}"
-    await stop()
-    await bus.close()
-    await http.cleanup()
+    async with serve_edge(nats_server.url, monkeypatch) as (_service, port):
+        yield f"http://127.0.0.1:{port}"
 
 
 class Peers:
