@@ -408,3 +408,45 @@ def test_session_lifecycle() -> None:
     assert SID in script.conversations
     script.advance(1.0)  # idle for session_idle_timeout_s
     assert SID not in script.conversations
+
+
+def test_a_backchannel_while_the_agent_speaks_is_not_a_turn() -> None:
+    script = Script()
+    script.start()
+    script.playout_finished(0, GREETING)
+    script.speech(1)
+    script.final(1, "Tell me a story.")
+    script.token(1, "Once upon a time.")
+    script.playout_started(1)
+    script.speech(2)
+    speculative = m.TranscriptFinal(**script._ids(2), text="Mhm.", speculative=True)
+    effects = script.conversations.on_transcript(speculative, script.now)
+    effects += script.final(2, "Mhm.")
+    assert published(effects, m.Cancel) == [] and published(effects, m.LlmRequest) == []
+    script.done(1, "Once upon a time.")
+    script.playout_finished(1, "Once upon a time.")
+    assert script.history()[-2:] == [user("Tell me a story."), assistant("Once upon a time.")]
+
+
+def test_a_backchannel_while_the_agent_is_silent_is_a_turn() -> None:
+    script = Script()
+    script.start()
+    script.playout_finished(0, GREETING)
+    request = script.reply(1, "Shall I go on?", "Do you want more?")
+    assert request.turn_id == 1
+    script.speech(2)
+    (request,) = published(script.final(2, "Yeah."), m.LlmRequest)
+    assert request.messages[-1] == user("Yeah.")
+
+
+def test_words_over_the_agent_still_take_the_turn() -> None:
+    script = Script()
+    script.start()
+    script.playout_finished(0, GREETING)
+    script.speech(1)
+    script.final(1, "Tell me a story.")
+    script.playout_started(1)
+    script.speech(2)
+    effects = script.final(2, "Yeah, but make it short.")
+    assert [c.turn_id for c in published(effects, m.Cancel)] == [1]
+    assert published(effects, m.LlmRequest)[0].messages[-1] == user("Yeah, but make it short.")

@@ -9,6 +9,11 @@ user message pending outside the history. The edge's SpeechEnded, the confirmed
 final or the reply's playout confirms it (the message joins the history); a
 SpeechStarted that continues the paused generation discards it (the edge has
 cancelled the work): it never reaches the history nor a later request.
+
+Backchannels: while a reply plays, a final that says nothing ("mhm", "yeah",
+"(coughs)": services.common.backchannel) is the user listening, not a turn; it
+neither cancels the reply nor joins the history. The same words while the agent
+is silent or thinking are a turn like any other.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import msgspec
 
 from proto import messages as m
 from proto.subjects import CONTROL, LLM_REQUEST, LLM_STREAM, PLAYOUT, STATE, TTS_REQUEST, VAD, Channel
+from services.common.backchannel import says_nothing
 from services.turns.conversation.config import ConversationConfig
 from services.turns.conversation.effects import Drop, Effect, Outcome, Publish, TurnClosed
 from services.turns.conversation.history import History
@@ -159,8 +165,8 @@ class Session:
         if msg.speculative:
             self._expected_final = msg.turn_id  # the confirmed final of it will follow
         text = msg.text.strip()
-        if not text:
-            return  # noise or a cough: whatever the agent was doing goes on
+        if not text or self._backchannel(text):
+            return  # noise, a cough or "mhm" over its voice: whatever the agent was doing goes on
         self._supersede(now)
         self._history.add_user(msg.turn_id, text)
         self._open(Reply(msg.turn_id, now))
@@ -172,11 +178,17 @@ class Session:
             self._drop(channel, "stale")  # the user already went on, or a duplicate
             return
         text = msg.text.strip()
-        if not text:
-            return  # nothing said yet: nothing to start
+        if not text or self._backchannel(text):
+            return  # nothing said yet, or only "mhm" while the agent speaks
         self._supersede(now)
         self._open(Reply(msg.turn_id, now, speculative=True, user_text=text))
         self._request(msg.turn_id, [*self._history.messages(), m.ChatMessage("user", text)], speculative=True)
+
+    def _backchannel(self, text: str) -> bool:
+        """ "Mhm", "yeah" or a cough while the agent speaks is listening, not a turn:
+        the edge resumes its paused voice on the same rule (services.common.backchannel)."""
+        reply = self._reply
+        return reply is not None and reply.phase is Phase.PLAYING and says_nothing(text)
 
     def _confirm(self, turn_id: int) -> bool:
         """The speculative reply of ``turn_id`` stands: its user message becomes history."""
