@@ -9,21 +9,46 @@ and ``waterfall.png`` and prints the figures against the targets.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import time
 from pathlib import Path
 from typing import Any
 
-from bench import breakdown, chart, page_audio, report, traces
+from bench import barge_in, breakdown, chart, page_audio, report, traces
 from bench.collect import collect
 from bench.microphone import Placed
+
+SCENARIOS = ("latency", "barge-in")
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def analyze(run_dir: Path, run: dict[str, Any]) -> dict[str, Any]:
     """Read a run's raw files, write result.json and waterfall.png, return the result."""
+    data = analyze_latency(run_dir, run) if (run_dir / "page.json").exists() else {"run": run}
+    if (run_dir / "barge-in-page.json").exists():
+        data["barge_in"] = analyze_barge_in(run_dir, run)
+    (run_dir / "result.json").write_text(json.dumps(data, indent=1))
+    return data
+
+
+def analyze_barge_in(run_dir: Path, run: dict[str, Any]) -> dict[str, Any]:
+    saved = json.loads((run_dir / "barge-in-plan.json").read_text())["stimuli"]
+    stimuli = [barge_in.Stimulus(s.pop("kind"), Placed(**s)) for s in saved]
+    page = json.loads((run_dir / "barge-in-page.json").read_text())
+    events = page_audio.epoch_events(page["events"], float(page["timeOrigin"]))
+    found = barge_in.trials(stimuli, page["mic"], page["remote"], events, float(page["blockMs"]))
+    interrupt_ms = float(run.get("interrupt_speech_ms", 300))
+    return {
+        "summary": barge_in.summary(found, interrupt_ms),
+        "trials": [dataclasses.asdict(t) for t in found],
+        "page_error": page["error"],
+    }
+
+
+def analyze_latency(run_dir: Path, run: dict[str, Any]) -> dict[str, Any]:
     plan = [Placed(**u) for u in json.loads((run_dir / "plan.json").read_text())["utterances"]]
     page = json.loads((run_dir / "page.json").read_text())
     events = page_audio.epoch_events(page["events"], float(page["timeOrigin"]))
@@ -43,7 +68,6 @@ def analyze(run_dir: Path, run: dict[str, Any]) -> dict[str, Any]:
     data = report.result(
         turns, {**run, "session_id": session, "spans": len(spans), "page_error": page["error"]}
     )
-    (run_dir / "result.json").write_text(json.dumps(data, indent=1))
     v2v = data["summary"]["voice_to_voice_ms"]
     title = (
         f"voice-to-voice per turn: p50 {report.fmt_ms(v2v['p50'])} ms, p90 {report.fmt_ms(v2v['p90'])} ms "
@@ -60,6 +84,9 @@ def main() -> int:
     parser.add_argument("--lead-in", type=float, default=6.0, help="silence before the first utterance (s)")
     parser.add_argument("--gap", type=float, default=11.0, help="silence after each utterance (s)")
     parser.add_argument("--utterances", type=int, default=None, help="how many LibriVox utterances (all 5)")
+    parser.add_argument(
+        "--scenario", choices=[*SCENARIOS, "all"], default="all", help="what to run (both by default)"
+    )
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder for the run folders")
     parser.add_argument(
         "--analyze", type=Path, metavar="RUN_DIR", help="re-analyze a finished run, no new run"
@@ -80,16 +107,24 @@ def main() -> int:
             "lead_in_s": args.lead_in,
             "gap_s": args.gap,
             "machine": report.machine_info(),  # load_average: at the start
+            "scenarios": list(SCENARIOS) if args.scenario == "all" else [args.scenario],
+            "interrupt_speech_ms": int(os.environ.get("EDGE_INTERRUPT_SPEECH_MS", "300")),
         }
         (run_dir / "run.json").write_text(json.dumps(run, indent=1))
-        collect(run_dir, args.lead_in, args.gap, args.utterances)
+        collect(run_dir, args.lead_in, args.gap, args.utterances, set(run["scenarios"]))
         run["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
         (run_dir / "run.json").write_text(json.dumps(run, indent=1))
     data = analyze(run_dir, run)
-    print()
-    print(report.table(data))
-    print(f"\nwrote {run_dir / 'result.json'} and {run_dir / 'waterfall.png'}")
-    measured = data["summary"]["voice_to_voice_ms"]["count"]
+    measured = 0
+    if "summary" in data:
+        print()
+        print(report.table(data))
+        measured += data["summary"]["voice_to_voice_ms"]["count"]
+    if "barge_in" in data:
+        print()
+        print(barge_in.table(data["barge_in"]))
+        measured += data["barge_in"]["summary"]["stop_ms"]["count"]
+    print(f"\nwrote {run_dir / 'result.json'}" + (" and waterfall.png" if "summary" in data else ""))
     return 0 if measured else 1
 
 

@@ -1,0 +1,98 @@
+"""The barge-in scenario's plan and its reading of the page, on made-up timelines."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench import barge_in
+from bench.barge_in import Stimulus, Trial, build, summary, trials
+from bench.microphone import SAMPLE_RATE, Placed, Utterance
+
+BLOCK = 5.0
+ORIGIN = 1_700_000_000_000.0
+
+
+def timeline(loud: list[tuple[float, float]], until_ms: float) -> list[list[float]]:
+    """BLOCK ms blocks from ORIGIN, loud inside the given spans (ms after ORIGIN)."""
+    return [
+        [ORIGIN + float(t), 0.1 if any(a <= t < b for a, b in loud) else 0.0] for t in np.arange(0, until_ms, BLOCK)
+    ]
+
+
+def stimulus(kind: str, start_s: float, end_s: float) -> Stimulus:
+    return Stimulus(kind, Placed(kind, "", start_s, end_s, start_s, end_s))
+
+
+def event(kind: str, turn: int, at_ms: float, **extra: object) -> dict[str, object]:
+    return {"type": kind, "turn_id": turn, "at": ORIGIN + at_ms, **extra}
+
+
+def test_build_asks_then_talks_over_each_reply_then_plays_false_alarms() -> None:
+    voice = np.zeros(SAMPLE_RATE, dtype=np.int16)
+    voice[4000:12000] = 8000
+    found, samples = build(
+        [Utterance("a", "x", voice), Utterance("b", "y", voice)], voice, voice, lead_in_s=1.0
+    )
+    kinds = [s.kind for s in found]
+    assert kinds[:5] == ["prompt", "interrupt", "prompt", "interrupt", "prompt"]
+    assert sorted(kinds[5:]) == sorted(["noise", "cough", "backchannel"] * 2)
+    first, interrupt = found[0].placed, found[1].placed
+    assert first.speech_start_s == 1.25
+    assert interrupt.start_s == first.end_s + barge_in.INTO_THE_REPLY_S
+    assert samples.size / SAMPLE_RATE > found[-1].placed.end_s
+
+
+def test_a_real_interruption_is_timed_from_its_onset_to_the_agents_silence() -> None:
+    stimuli = [stimulus("prompt", 1.0, 2.0), stimulus("interrupt", 6.0, 8.0)]
+    mic = timeline([(1000, 2000), (6000, 8000)], 12000)
+    remote = timeline([(3500, 6420)], 12000)  # the reply, cut 420 ms after the onset
+    events = [
+        event("agent_started_speaking", 1, 3300),
+        event("agent_stopped_speaking", 1, 6700, interrupted=True),
+    ]
+    prompt, interrupt = trials(stimuli, mic, remote, events, BLOCK)
+    assert prompt.playing_turn is None and prompt.note == "the agent was not speaking"
+    assert (interrupt.playing_turn, interrupt.cut, interrupt.stop_ms) == (1, True, 420.0)
+
+
+def test_a_reply_that_was_not_cut_is_a_miss_not_a_time() -> None:
+    stimuli = [stimulus("prompt", 1.0, 2.0), stimulus("interrupt", 6.0, 8.0)]
+    mic = timeline([(1000, 2000), (6000, 8000)], 12000)
+    remote = timeline([(3500, 9000)], 12000)
+    events = [
+        event("agent_started_speaking", 1, 3300),
+        event("agent_stopped_speaking", 1, 9000, interrupted=False),
+    ]
+    interrupt = trials(stimuli, mic, remote, events, BLOCK)[1]
+    assert (interrupt.cut, interrupt.stop_ms, interrupt.note) == (False, None, "the reply was not cut")
+
+
+def test_false_alarms_count_only_when_they_cut_the_reply() -> None:
+    stimuli = [stimulus("prompt", 1.0, 2.0), stimulus("noise", 6.0, 6.4), stimulus("cough", 9.0, 9.4)]
+    mic = timeline([(1000, 2000), (6000, 6400), (9000, 9400)], 14000)
+    remote = timeline([(3500, 9600)], 14000)
+    events = [
+        event("agent_started_speaking", 1, 3300),
+        event("agent_paused", 1, 6400),
+        event("agent_stopped_speaking", 1, 9700, interrupted=True),
+    ]
+    _, noise, cough = trials(stimuli, mic, remote, events, BLOCK)
+    assert (noise.cut, noise.paused) == (False, True)  # its window closed before the cut
+    assert cough.cut is True
+
+
+def test_summary_against_the_targets() -> None:
+    found = [
+        Trial("interrupt", "a", 1.0, 1, True, False, 400.0),
+        Trial("interrupt", "b", 1.0, 3, True, False, 500.0),
+        Trial("interrupt", "c", 1.0, None, False, False, None, "the agent was not speaking"),
+        Trial("noise", "n", 1.0, 5, False, True, None),
+        Trial("cough", "c", 1.0, 5, False, False, None),
+    ]
+    figures = summary(found, interrupt_speech_ms=300)
+    assert figures["stop_ms"]["count"] == 2 and figures["stop_target_p90_ms"] == 450
+    assert figures["stop_p90"] == "MISS"  # p90 of 400 and 500 is 490
+    assert (figures["false_tried"], figures["false_interruptions"], figures["false_paused"]) == (2, 0, 1)
+    assert figures["false_interruptions_verdict"] == "PASS"
+    table = barge_in.table({"summary": figures, "trials": [t.__dict__ for t in found]})
+    assert "target <= 450 ms   MISS" in table
