@@ -15,7 +15,8 @@ ORIGIN = 1_700_000_000_000.0
 def timeline(loud: list[tuple[float, float]], until_ms: float) -> list[list[float]]:
     """BLOCK ms blocks from ORIGIN, loud inside the given spans (ms after ORIGIN)."""
     return [
-        [ORIGIN + float(t), 0.1 if any(a <= t < b for a, b in loud) else 0.0] for t in np.arange(0, until_ms, BLOCK)
+        [ORIGIN + float(t), 0.1 if any(a <= t < b for a, b in loud) else 0.0]
+        for t in np.arange(0, until_ms, BLOCK)
     ]
 
 
