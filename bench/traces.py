@@ -8,12 +8,17 @@ producer through the trace context in the NATS headers; both carry the message c
 (``voice_agent.message``), the session and the turn. The time a hop spent on the bus is
 consumer start - producer start.
 
+A user turn is one trace: the edge's root span "user turn" (SpeechStarted.at to the
+SpeechEnded publish; its attribute ``voice_agent.speech_ended_at`` is SpeechEnded.at) is the
+ancestor of everything the turn caused in stt, turns, llm, tts and back at the edge (the
+"playout" span). Messages that come in runs get spans only for the first of the run: no
+AudioFrame span, the first LlmToken of a reply, the first AudioChunk piece of each text chunk.
+
 The critical path of a turn is SpeechEnded (edge -> stt; SpeechPaused when the final was
 made speculatively before the end of the turn was decided), TranscriptFinal (stt -> turns),
 LlmRequest (turns -> llm), the first TextChunk (llm -> tts) and the first AudioChunk
-(tts -> edge). The edge receives AudioChunks without a span (untraced), so that hop is
-derived from the edge's own `latency` figures; LlmToken is published without a span, so
-the first token is taken where the edge receives it (its consumer span).
+(tts -> edge). Traces recorded before the edge spanned AudioChunks have that hop derived
+from the edge's own `latency` figures instead.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ class Span:
     message: str  # message class name, "" for spans that are not about one message
     session_id: str
     turn_id: int | None
+    attributes: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 def parse_span(record: dict[str, Any]) -> Span:
@@ -57,6 +63,7 @@ def parse_span(record: dict[str, Any]) -> Span:
         message=str(attributes.get("voice_agent.message", "")),
         session_id=str(attributes.get("voice_agent.session_id", "")),
         turn_id=int(turn) if isinstance(turn, int) and turn >= 0 else None,
+        attributes=dict(attributes),
     )
 
 
@@ -161,6 +168,41 @@ class SpanIndex:
         )
 
 
+USER_TURN_SPAN = "user turn"  # services/edge/latency.py
+
+
+@dataclass(frozen=True)
+class TurnTrace:
+    """The spans of one user turn's trace, rooted at the edge."""
+
+    root: Span
+    spans: list[Span]
+
+    @property
+    def services(self) -> set[str]:
+        return {s.service for s in self.spans}
+
+    def orphans(self) -> list[Span]:
+        """Spans (but the root) whose parent is not in the trace: a broken link."""
+        ids = {s.span_id for s in self.spans}
+        return [s for s in self.spans if s is not self.root and s.parent_id not in ids]
+
+
+def turn_trace(index: SpanIndex, session_id: str, turn_id: int) -> TurnTrace | None:
+    """Turn ``turn_id``'s trace: its root span and every span that shares its trace id."""
+    root = next(
+        (
+            s
+            for s in index.spans
+            if s.name == USER_TURN_SPAN and s.session_id == session_id and s.turn_id == turn_id
+        ),
+        None,
+    )
+    if root is None:
+        return None
+    return TurnTrace(root, [s for s in index.spans if s.trace_id == root.trace_id])
+
+
 def _hop(producer: Span, consumer: Span) -> Hop:
     ms = round(consumer.start_ms - producer.start_ms, 3)
     return Hop(producer.message, producer.service, consumer.service, ms, "spans")
@@ -237,9 +279,11 @@ def server_turn(
         return span.start_ms if span else None
 
     playout = at("PlayoutStarted", "PRODUCER", "edge")
-    speech_end = _edge_speech_end(playout, latency)
-    if speech_end is not None:
-        notes.append("edge_speech_end = PlayoutStarted publish - first_audio_out_ms (latency event)")
+    speech_end = _root_speech_end(index, session_id, turn_id)
+    if speech_end is None:
+        speech_end = _edge_speech_end(playout, latency)
+        if speech_end is not None:
+            notes.append("edge_speech_end = PlayoutStarted publish - first_audio_out_ms (latency event)")
 
     def after_speech_end(key: str) -> float | None:
         value = latency.get(key) if latency else None
@@ -267,15 +311,30 @@ def server_turn(
             notes.append(f"{name} from the latency event's {key} (no span)")
     notes += [f"{name}: missing" for name, value in milestones.items() if value is None]
 
-    # The edge takes AudioChunks without a span: when it got the first one is in its
-    # latency event (tts_first_audio_ms), on the same clock as SpeechEnded.at.
-    received = after_speech_end("tts_first_audio_ms")
-    tts_audio = milestones["tts_first_audio"]
-    if received is not None and tts_audio is not None:
-        hops.append(Hop("AudioChunk", "tts", "edge", round(received - tts_audio, 3), "derived"))
-    else:
-        notes.append("AudioChunk tts->edge: not derivable")
-    return ServerTurn(turn_id, milestones, hops, notes)
+    audio = _audio_hop(index, session_id, turn_id, after_speech_end("tts_first_audio_ms"), notes)
+    return ServerTurn(turn_id, milestones, [*hops, audio] if audio else hops, notes)
+
+
+def _root_speech_end(index: SpanIndex, session_id: str, turn_id: int) -> float | None:
+    """SpeechEnded.at in epoch ms, as the turn's root span records it."""
+    found = turn_trace(index, session_id, turn_id)
+    value = found.root.attributes.get("voice_agent.speech_ended_at") if found else None
+    return float(value) * 1000 if isinstance(value, int | float) else None
+
+
+def _audio_hop(
+    index: SpanIndex, session_id: str, turn_id: int, received: float | None, notes: list[str]
+) -> Hop | None:
+    """The first AudioChunk's hop tts -> edge: from its spans, or (older traces, where the
+    edge took audio without a span) from the latency event's tts_first_audio_ms."""
+    sent = index.first(session_id, turn_id, "AudioChunk", "PRODUCER", "tts")
+    delivered = index.consumer_of(sent, "edge") if sent else None
+    if sent and delivered:
+        return _hop(sent, delivered)
+    if received is not None and sent is not None:
+        return Hop("AudioChunk", "tts", "edge", round(received - sent.start_ms, 3), "derived")
+    notes.append("AudioChunk tts->edge: not derivable")
+    return None
 
 
 def session_of(spans: Sequence[Span]) -> str | None:

@@ -31,3 +31,8 @@ def decode(channel: Channel, data: bytes) -> Any:
     adapter logs, counts and drops those.
     """
     return _decoder(channel.union).decode(data)
+
+
+def decode_union(union: Any, data: bytes) -> Any:
+    """Decode ``data`` as one of ``union``'s types (an Endpoint's requests or replies)."""
+    return _decoder(union).decode(data)

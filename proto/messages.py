@@ -205,6 +205,56 @@ class TurnLatency(_Msg, frozen=True):
     first_audio_out_ms: float
 
 
+# --- session assignment (edge <-> stt, turns replicas) ----------------------
+# A session's recognizer and conversation live on one replica of each service:
+# the edge asks for an owner at session start and renews a lease on it.
+
+
+class Handover(msgspec.Struct, frozen=True):
+    """A session's state passed from a draining owner to the next one."""
+
+    history: list[ChatMessage] = msgspec.field(default_factory=list)  # turns: oldest first
+
+
+class AssignRequest(_Msg, frozen=True):
+    """Take ``session_id`` on: sent by the edge to the service's queue group, or to
+    one replica it picked; ``handover`` is what the previous owner gave back."""
+
+    handover: Handover | None = None
+
+
+class AssignReply(_Msg, frozen=True):
+    replica: str
+    accepted: bool = True  # False: the replica is draining and takes nothing new
+
+
+class LeaseRenew(_Msg, frozen=True):
+    """The edge keeps ``session_id`` on this replica for another lease period."""
+
+
+class LeaseRevoke(_Msg, frozen=True):
+    """Forget ``session_id``: it ended, or the edge gave it to another replica."""
+
+
+class LeaseReply(_Msg, frozen=True):
+    """``released``: the replica is draining and gave the session back with
+    ``handover``; ``unknown``: it does not own the session (any more)."""
+
+    status: Literal["held", "released", "unknown"]
+    handover: Handover | None = None
+
+
+class ReplicaStatus(msgspec.Struct, tag=True, kw_only=True, frozen=True):
+    """A replica's heartbeat (about a replica, not a session: no session fields).
+    Edges assign new sessions to the least loaded replica they have heard from."""
+
+    service: str
+    replica: str
+    sessions: int
+    draining: bool = False
+    sent_at: float = 0.0
+
+
 SessionMsg = SessionStarted | SessionEnded
 AudioInMsg = AudioFrame
 VadMsg = SpeechStarted | SpeechPaused | SpeechEnded
@@ -216,3 +266,8 @@ AudioOutMsg = AudioChunk
 ControlMsg = Cancel
 PlayoutMsg = PlayoutStarted | PlayoutFinished
 StateMsg = AgentState | TurnLatency
+AssignMsg = AssignRequest
+AssignReplyMsg = AssignReply
+ReplicaRequestMsg = AssignRequest | LeaseRenew | LeaseRevoke
+ReplicaReplyMsg = AssignReply | LeaseReply
+ReplicaStatusMsg = ReplicaStatus

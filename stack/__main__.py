@@ -1,4 +1,5 @@
-"""``python -m stack``: start nats-server and the five services; Ctrl-C stops them all."""
+"""``python -m stack``: start nats-server and the five services (STACK_REPLICAS or
+<SERVICE>_REPLICAS processes each); Ctrl-C stops them all."""
 
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ async def _main() -> int:
             starting.cancel()
             return 130
         starting.result()
-        url = config.url("edge")
-        print(f"\nVoice agent ready: open {url}/ and press Talk (Ctrl-C stops it)\n", flush=True)
+        urls = " or ".join(f"{edge.url}/" for edge in config.instances("edge"))
+        print(f"\nVoice agent ready: open {urls} and press Talk (Ctrl-C stops it)\n", flush=True)
         died = asyncio.create_task(stack.wait())
         await asyncio.wait({died, stopped}, return_when=asyncio.FIRST_COMPLETED)
         if died.done():

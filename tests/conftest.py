@@ -16,9 +16,17 @@ def nats_server() -> Iterator[NatsServer]:
 
 
 @pytest.fixture(scope="session")
-def agent_stack() -> Iterator[StackProcess]:
-    """The whole agent as `make run` starts it, shared by the end-to-end tests."""
-    process = StackProcess().start()
+def agent_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
+    """The whole agent as `make run` starts it, shared by the end-to-end tests. Its spans
+    go to a JSON-lines file (`env["VOICE_AGENT_TRACES_FILE"]`), exported every 0.5 s."""
+    traces = tmp_path_factory.mktemp("traces") / "traces.jsonl"
+    process = StackProcess(
+        env={
+            "OTEL_TRACES_EXPORTER": "jsonl",
+            "VOICE_AGENT_TRACES_FILE": str(traces),
+            "OTEL_BSP_SCHEDULE_DELAY": "500",
+        }
+    ).start()
     assert len(process.children()) == 6  # nats-server and the five services
     yield process
     leftover = process.stop()

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from services.common.bus import Bus
+from services.edge.lease_keeper import LeaseKeeper
 from stack.process_group import nats_server_binary
 
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
@@ -122,3 +124,14 @@ def joined_with_pause(first: np.ndarray, second: np.ndarray, pause_s: float) -> 
     return np.concatenate(
         [first[max(0, start - margin) : end], pause, second[next_start : next_end + margin]]
     ).astype(np.int16)
+
+
+async def claim(bus: Bus, service: str, session_id: str) -> LeaseKeeper:
+    """Assign ``session_id`` to a replica of ``service`` and keep its lease, as the edge
+    does, for tests that play the edge (stt and turns handle only sessions they own).
+    Returns the running LeaseKeeper: ``close(session_id)`` then ``stop()`` when done."""
+    keeper = LeaseKeeper(bus, (service,))
+    await keeper.start()
+    await keeper.open(session_id)
+    assert keeper.owner(service, session_id), f"no {service} replica took session {session_id}"
+    return keeper

@@ -100,7 +100,8 @@ def test_dashboards_are_grafana_dashboards_with_queries() -> None:
 def test_latency_dashboard_has_p50_p90_p99_of_each_step() -> None:
     latency = next(d for d in dashboards() if d["uid"] == "voice-agent-latency")
     steps = {
-        "voice_agent_edge_first_audio_out_seconds",
+        "voice_agent_voice_to_voice_seconds",
+        "voice_agent_end_of_turn_seconds",
         "voice_agent_stt_final_latency_seconds",
         "voice_agent_llm_first_token_seconds",
         "voice_agent_tts_first_audio_seconds",
@@ -110,6 +111,19 @@ def test_latency_dashboard_has_p50_p90_p99_of_each_step() -> None:
         exprs = [t["expr"] for p in panels(latency) for t in p["targets"] if f"{step}_bucket" in t["expr"]]
         for quantile in ("0.5", "0.9", "0.99"):
             assert any(e.startswith(f"histogram_quantile({quantile},") for e in exprs), (step, quantile)
+
+
+def test_overview_dashboard_shows_sessions_errors_and_queue_depth() -> None:
+    overview = next(d for d in dashboards() if d["uid"] == "voice-agent-overview")
+    exprs = [t["expr"] for p in panels(overview) for t in p["targets"]]
+    for metric in (
+        "voice_agent_active_sessions",
+        "voice_agent_engine_errors_total",
+        "voice_agent_queue_depth",
+    ):
+        assert any(metric in e for e in exprs), metric
+    # both kinds of queue: the engines' own and the bus subscriptions'
+    assert any('queue!~"bus:.*"' in e for e in exprs) and any('queue=~"bus:.*"' in e for e in exprs)
 
 
 def test_every_queried_metric_is_exported_by_a_service() -> None:

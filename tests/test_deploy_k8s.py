@@ -25,13 +25,14 @@ from stack.process_group import DEFAULT_PORTS, SERVICES
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = {"dev": "voice-agent-dev", "production": "voice-agent"}
-# Per-session state without a queue group (stt's recognizers, turns' conversations):
-# one replica until sessions are assigned to replicas.
-SINGLE = {"stt", "turns"}
-SCALABLE = {"edge", "llm", "tts"}
+# Every service scales out: llm and tts through queue groups, stt and turns by session
+# assignment, edge by where the offer landed.
+SCALABLE = set(SERVICES)
+# Sessions are assigned per replica: a rollout must bring the new pod up before an old one drains.
+ASSIGNED = {"stt", "turns"}
 # The least memory each service's limit must allow (measured resident sizes, warm, x ~1.5).
 MIN_MEMORY_LIMIT = {"edge": 512, "stt": 768, "turns": 128, "llm": 1024, "tts": 512}  # MiB
-COMMON_SETTINGS = {"NATS_URL", "LOG_LEVEL", "PYTHONUNBUFFERED"}
+COMMON_SETTINGS = {"NATS_URL", "LOG_LEVEL", "PYTHONUNBUFFERED", "VOICE_AGENT_SHUTDOWN_GRACE_S"}
 SECRET_WORDS = re.compile(r"(^|_)(KEY|SECRET|TOKEN|PASSWORD|CREDENTIAL|USERNAME)(_|$)", re.IGNORECASE)
 SECRET_VALUES = re.compile(r"^(sk-|ghp_|xox[bp]-|AKIA)|BEGIN [A-Z ]*PRIVATE KEY")
 CRDS = {"PodMonitor"}  # no schema offline; validated by the operator's CRD in a cluster
@@ -272,13 +273,12 @@ def test_one_hpa_and_one_pdb_per_service(overlay: Rendered) -> None:
         hpas[target["name"]] = hpa
         assert [m["resource"]["name"] for m in hpa["spec"]["metrics"]] == ["cpu"]
     assert set(hpas) == set(deployments)
-    for name in SINGLE:
-        assert hpas[name]["spec"]["maxReplicas"] == 1
-        assert deployments[name]["spec"]["replicas"] == 1
-        assert deployments[name]["spec"]["strategy"]["type"] == "Recreate"  # never two at once
     for name in SCALABLE:
         spec = hpas[name]["spec"]
         assert spec["maxReplicas"] > spec["minReplicas"] >= 1
+    for name in ASSIGNED:
+        strategy = deployments[name]["spec"]["strategy"]
+        assert strategy["type"] == "RollingUpdate" and strategy["rollingUpdate"]["maxUnavailable"] == 0
 
     pod_labels = {n: d["spec"]["template"]["metadata"]["labels"] for n, d in deployments.items()}
     pod_labels["nats"] = overlay.named("StatefulSet", "nats")["spec"]["template"]["metadata"]["labels"]
@@ -288,8 +288,8 @@ def test_one_hpa_and_one_pdb_per_service(overlay: Rendered) -> None:
         matched = [n for n, labels in pod_labels.items() if selector.items() <= labels.items()]
         assert len(matched) == 1, (pdb["metadata"]["name"], matched)
         covered += matched
-        # A single replica with minAvailable 1 would block every node drain.
-        assert "minAvailable" not in pdb["spec"] or matched[0] not in SINGLE
+        # minAvailable 1 on a service scaled to one replica would block every node drain.
+        assert "minAvailable" not in pdb["spec"]
     assert sorted(covered) == sorted(pod_labels)
 
 
@@ -341,3 +341,16 @@ def test_production_spreads_nats_and_serves_the_page_over_tls() -> None:
         c for c in rendered.of("ConfigMap") if c["metadata"]["name"].startswith("voice-agent-common")
     )
     assert common["data"]["OTEL_TRACES_EXPORTER"] == "otlp"
+
+
+def test_the_drain_grace_fits_in_the_pods_termination_grace(overlay: Rendered) -> None:
+    from services.common.replica import DEFAULT_GRACE_S
+
+    for deployment in overlay.of("Deployment"):
+        name = deployment["metadata"]["name"]
+        pod = deployment["spec"]["template"]["spec"]
+        grace = float(overlay.env_of(container_of(deployment))["VOICE_AGENT_SHUTDOWN_GRACE_S"])
+        assert grace == DEFAULT_GRACE_S, name
+        # Draining takes the grace; stopping and closing NATS need a few seconds more
+        # before the kubelet's SIGKILL.
+        assert grace + 3 <= pod["terminationGracePeriodSeconds"] <= grace + 15, name

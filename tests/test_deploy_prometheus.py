@@ -196,7 +196,7 @@ async def test_every_dashboard_query_returns_data(agent_stack: StackProcess, pro
     (p50,) = values(
         await prometheus.query(
             "histogram_quantile(0.5, sum by (le) "
-            f"(rate(voice_agent_edge_first_audio_out_seconds_bucket[{WINDOW}])))"
+            f"(rate(voice_agent_voice_to_voice_seconds_bucket[{WINDOW}])))"
         )
     )
     assert 0 < p50 < 10, p50

@@ -9,7 +9,7 @@ from services.edge import events
 from services.edge.config import Settings
 from services.edge.events import Event, Hooks
 from services.edge.interruption import InterruptConfig, InterruptDecider, count_words
-from services.edge.session import interrupt_config
+from services.edge.tuning import interrupt_config
 from services.turns.config import Settings as TurnsSettings
 
 VOICED, SILENT, BETWEEN = 0.9, 0.05, 0.4
@@ -110,6 +110,39 @@ def test_after_a_cut_the_same_speech_does_not_cut_again() -> None:
     decider.cut()
     assert not decider.decide(interruptible=True)
     assert feed(decider, [VOICED] * 1, start=0.3) == [True]  # still one run of speech: cuts again
+
+
+def test_after_a_resume_the_same_utterance_never_pauses_the_agent_again() -> None:
+    decider = InterruptDecider()
+    decider.started(1)
+    feed(decider, [VOICED] * 15)
+    decider.cut()
+    decider.resumed()  # it said nothing: the agent went on
+    assert not any(feed(decider, [VOICED] * 30, start=0.3))
+    decider.started(2, continues=1)  # a pause, then the same utterance goes on
+    assert not any(feed(decider, [SILENT] + [VOICED] * 20, start=1.0))
+    decider.ended()
+    decider.started(3)  # the next utterance may
+    assert any(feed(decider, [SILENT] + [VOICED] * 20, start=3.0))
+
+
+def test_a_new_utterance_is_not_held_back_by_a_resumed_one() -> None:
+    decider = InterruptDecider()
+    decider.started(1)
+    feed(decider, [VOICED] * 15)
+    decider.resumed()
+    decider.started(2)  # a new utterance, not a continuation (its end was missed)
+    assert any(feed(decider, [SILENT] + [VOICED] * 20, start=1.0))
+
+
+def test_the_onset_is_where_the_qualifying_run_began() -> None:
+    decider = InterruptDecider()
+    decider.started(7)
+    feed(decider, [VOICED] * 5 + [SILENT] + [VOICED] * 16, start=10.0)
+    assert decider.utterance == 7
+    assert decider.onset == pytest.approx(10.12)  # the run after the silent frame
+    feed(decider, [SILENT] * 3, start=10.44)
+    assert decider.onset == pytest.approx(10.12)  # still known after the run ended
 
 
 def test_words_are_counted_without_punctuation() -> None:

@@ -1,12 +1,15 @@
-"""The playout buffer: order, reordering, cancel flush, superseding turns, heard text."""
+"""The playout buffer: order, reordering, cancel flush, superseding turns, heard text
+aligned to the play position, pause and resume, the end of the sentence playing."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from proto.messages import AudioChunk
+from services.edge.alignment import heard_words, sentence_end
 from services.edge.audio import ChunkResampler
-from services.edge.playout import PlayoutBuffer, PlayoutEvent, TurnFinished, TurnStarted
+from services.edge.playout import PlayoutBuffer, PlayoutEvent, TurnFinished, TurnPaused, TurnStarted
 
 FRAME = 960
 
@@ -84,11 +87,12 @@ def test_silence_until_the_first_piece_then_started_once() -> None:
 
 def test_cancel_flushes_at_once_and_reports_what_was_heard() -> None:
     buffer = PlayoutBuffer(lambda: identity)
-    for index, word in enumerate(["one", "two", "three"]):
-        buffer.push(chunk(3, index, frames=2, text=word, last=index == 2), 0.0)
+    for index, words in enumerate(["one", "two more", "three"]):
+        buffer.push(chunk(3, index, frames=2, text=words, last=index == 2), 0.0)
     markers, _ = play(buffer, 3)  # chunk 0 fully, the first frame of chunk 1
     assert markers == [3001, 3001, 3011]
     assert buffer.playing and buffer.interruptible and buffer.turn_id == 3
+    # Half of "two more" played: "two" ended (3 of 8 characters), "more" did not.
     assert buffer.cancel(3) == [TurnFinished(3, "one two", interrupted=True)]
     markers, events = play(buffer, 2)
     assert markers == [0, 0] and events == []
@@ -100,19 +104,19 @@ def test_cancel_flushes_at_once_and_reports_what_was_heard() -> None:
 
 def test_cancel_of_a_newer_turn_covers_the_playing_one() -> None:
     buffer = PlayoutBuffer(lambda: identity)
-    buffer.push(chunk(1, 0, frames=5, text="long"), 0.0)
+    buffer.push(chunk(1, 0, frames=5, text="a long one"), 0.0)
     play(buffer, 1)
-    assert buffer.cancel(2) == [TurnFinished(1, "long", interrupted=True)]
+    assert buffer.cancel(2) == [TurnFinished(1, "a", interrupted=True)]  # a fifth played
     assert buffer.push(chunk(2, 0), 0.0) == (False, [])  # turn 2 was cancelled too
     assert buffer.cancel(0) == []
 
 
 def test_a_newer_turn_supersedes_the_playing_one() -> None:
     buffer = PlayoutBuffer(lambda: identity)
-    buffer.push(chunk(1, 0, frames=5, text="old"), 0.0)
+    buffer.push(chunk(1, 0, frames=5, text="so old then"), 0.0)
     play(buffer, 1)
     accepted, events = buffer.push(chunk(2, 0, text="new", last=True), 0.0)
-    assert accepted and events == [TurnFinished(1, "old", interrupted=True)]
+    assert accepted and events == [TurnFinished(1, "so", interrupted=True)]
     markers, events = play(buffer, 2)
     assert markers == [2001, 0]
     assert events == [TurnStarted(2), TurnFinished(2, "new", interrupted=False)]
@@ -179,10 +183,10 @@ def test_a_newer_turn_waits_behind_an_uninterruptible_one() -> None:
 def test_a_cancel_of_an_interruptible_chunk_stays_immediate() -> None:
     buffer = PlayoutBuffer(lambda: identity)
     buffer.push(chunk(1, 0, interruptible=False), 0.0)
-    buffer.push(chunk(1, 1, frames=5, text="later", last=True), 0.0)
+    buffer.push(chunk(1, 1, frames=5, text="so later on", last=True), 0.0)
     play(buffer, 2)
     assert buffer.interruptible
-    assert buffer.cancel(1) == [TurnFinished(1, "later", interrupted=True)]
+    assert buffer.cancel(1) == [TurnFinished(1, "so", interrupted=True)]
 
 
 def tone(rate: int, seconds: float, freq: float = 440.0) -> np.ndarray:
@@ -210,3 +214,127 @@ def test_one_resampler_per_turn_joins_pieces_without_clicks() -> None:
     assert np.abs(np.diff(voiced[50:-50])).max() < 700
     spectrum = np.abs(np.fft.rfft(voiced))
     assert abs(np.argmax(spectrum) * 48000 / voiced.size - 440) < 5
+
+
+def ramp(
+    turn: int, index: int, frames: int, text: str = "", *, last: bool = False, start: int = 0
+) -> AudioChunk:
+    """``frames`` 20 ms frames whose samples count up from ``start``: a position is a value."""
+    pcm = (np.arange(start, start + FRAME * frames) % 30000).astype(np.int16)
+    return AudioChunk(
+        session_id="s", turn_id=turn, seq=0, chunk_index=index, part=0, pcm=pcm.tobytes(),
+        sample_rate=48000, text=text, final_part=True, last_chunk=last,
+    )  # fmt: skip
+
+
+def test_a_pause_silences_the_next_frame_and_resume_goes_on_from_the_same_sample() -> None:
+    buffer = PlayoutBuffer(lambda: identity)
+    buffer.push(ramp(1, 0, 10, "first part"), 0.0)
+    play(buffer, 3)
+    buffer.pause()
+    assert buffer.paused and buffer.playing
+    frame, events = buffer.next_frame(0.06)
+    assert not frame.any() and events == [TurnPaused(1)]
+    markers, events = play(buffer, 20, 0.08)
+    assert markers == [0] * 20 and events == []  # still paused, reported once
+    # The turn's pieces still arriving are kept.
+    assert buffer.push(ramp(1, 1, 2, "second", last=True, start=10 * FRAME), 0.5) == (True, [])
+    buffer.resume()
+    assert not buffer.paused
+    frame, _ = buffer.next_frame(0.5)
+    assert frame[0] == 3 * FRAME and np.array_equal(frame, np.arange(3 * FRAME, 4 * FRAME))
+    markers, events = play(buffer, 9, 0.52)
+    assert markers[:8] == [i * FRAME for i in range(4, 12)] and markers[8] == 0
+    assert events == [TurnFinished(1, "first part second", interrupted=False)]
+
+
+def test_a_pause_after_some_samples_stops_mid_frame() -> None:
+    buffer = PlayoutBuffer(lambda: identity)
+    buffer.push(ramp(1, 0, 10, start=1), 0.0)
+    buffer.pause(after=1500)
+    first, events = buffer.next_frame(0.0)
+    assert first.all() and events == [TurnStarted(1)]
+    second, events = buffer.next_frame(0.02)
+    assert second[:540].all() and not second[540:].any() and events == [TurnPaused(1)]
+    assert int(second[539]) == 1500
+
+
+def test_heard_text_is_the_words_played_of_the_chunk_cut_mid_way() -> None:
+    buffer = PlayoutBuffer(lambda: identity)
+    ten_words = "one two six ten red and big dog ran far"  # 10 words, 2 s of audio
+    buffer.push(ramp(1, 0, 100, ten_words), 0.0)
+    buffer.push(ramp(1, 1, 50, "never heard", last=True), 0.0)
+    play(buffer, 50)  # 1 s: half the chunk
+    assert buffer.cancel(1) == [TurnFinished(1, "one two six ten red", interrupted=True)]
+
+
+def test_a_cancel_of_a_paused_turn_reports_what_was_heard_before_the_pause() -> None:
+    buffer = PlayoutBuffer(lambda: identity)
+    buffer.push(ramp(1, 0, 2, "hello"), 0.0)
+    buffer.push(ramp(1, 1, 20, "one two three four"), 0.0)
+    play(buffer, 12)  # "hello", then half of chunk 1
+    buffer.pause()
+    play(buffer, 30, 0.24)  # a long pause plays nothing
+    assert buffer.cancel(1) == [TurnFinished(1, "hello one two", interrupted=True)]
+    assert play(buffer, 2, 1.0)[0] == [0, 0]
+
+
+def test_a_newer_turn_supersedes_a_paused_one() -> None:
+    buffer = PlayoutBuffer(lambda: identity)
+    buffer.push(ramp(1, 0, 10, "so old then"), 0.0)
+    play(buffer, 6)  # 6.6 of 11 characters: "old" (ends at 6) was heard
+    buffer.pause()
+    play(buffer, 3, 0.1)
+    accepted, events = buffer.push(chunk(2, 0, text="new", last=True), 0.2)
+    assert accepted and events == [TurnFinished(1, "so old", interrupted=True)]
+    assert not buffer.paused
+    markers, events = play(buffer, 2, 0.2)
+    assert markers == [2001, 0] and events == [TurnStarted(2), TurnFinished(2, "new", interrupted=False)]
+
+
+def test_the_sentence_playing_ends_at_its_stop_mark() -> None:
+    buffer = PlayoutBuffer(lambda: identity)
+    text = "Hello there. How are you today?"  # 31 characters over 31 frames: a frame each
+    buffer.push(ramp(1, 0, 31, text, last=True), 0.0)
+    assert buffer.until_sentence_end(limit=10**6) == 12 * FRAME  # before anything played
+    play(buffer, 13)  # into "How"
+    assert buffer.until_sentence_end(limit=10**6) == 18 * FRAME
+    assert buffer.until_sentence_end(limit=5 * FRAME) == 5 * FRAME  # never past the limit
+
+
+def test_a_sentence_may_run_into_the_next_queued_chunk() -> None:
+    buffer = PlayoutBuffer(lambda: identity)
+    buffer.push(ramp(1, 0, 12, "I think that"), 0.0)  # no sentence end in it
+    buffer.push(ramp(1, 1, 14, "it works. Yes.", last=True), 0.0)
+    play(buffer, 6)
+    # The rest of chunk 0 (6 frames) and "it works." (9 of 14 characters).
+    assert buffer.until_sentence_end(limit=10**6) == 15 * FRAME
+    alone = PlayoutBuffer(lambda: identity)
+    alone.push(ramp(1, 0, 12, "I think that"), 0.0)
+    play(alone, 6)
+    assert alone.until_sentence_end(limit=10**6) == 6 * FRAME  # nothing queued after: its end
+
+
+def test_a_sentence_does_not_run_into_an_uninterruptible_chunk() -> None:
+    buffer = PlayoutBuffer(lambda: identity)
+    buffer.push(ramp(1, 0, 12, "I think that"), 0.0)
+    buffer.push(chunk(1, 1, frames=14, text="it works.", interruptible=False, last=True), 0.0)
+    play(buffer, 6)
+    assert buffer.until_sentence_end(limit=10**6) == 6 * FRAME
+
+
+def test_words_heard_map_characters_to_samples() -> None:
+    assert heard_words(" one two three ", 1.0) == "one two three"
+    assert heard_words("one two three", 0.0) == ""
+    assert heard_words("one two three", 3 / 13) == "one"  # "one" ends at character 3 of 13
+    assert heard_words("one two three", 2.9 / 13) == ""
+    assert heard_words("", 0.5) == ""
+
+
+def test_sentence_ends_skip_decimals_and_quote_closings_count() -> None:
+    assert sentence_end("It costs 3.5 dollars. Yes.", 0.0) == pytest.approx(21 / 26)
+    assert sentence_end('He said "stop." Then left', 0.1) == pytest.approx(15 / 25)
+    assert sentence_end("Wait!? Really", 0.0) == pytest.approx(6 / 13)
+    assert sentence_end("no end here", 0.2) is None
+    assert sentence_end("Done. And then", 0.6) is None  # past the only end
+    assert sentence_end("Done.", 1.0) == 1.0  # at the very end: the sentence is over

@@ -223,21 +223,28 @@ async def test_utterance_in_reply_out(client: EdgeClient, peers: Peers, nats_ser
 
 async def test_barge_in_and_bus_cancel_stop_playout(client: EdgeClient, peers: Peers) -> None:
     sid = (await peers.wait_for(m.SessionStarted)).session_id
-    began = await peers.say_audio(sid, 0, 4.0, "welcome to the voice agent")
+    welcome = "welcome to the voice agent"
+    began = await peers.say_audio(sid, 0, 4.0, welcome)
     await peers.wait_for(m.PlayoutStarted, where=lambda x: x.turn_id == 0)
     await asyncio.sleep(0.5)
     client.say(next(u for u in librivox_utterances() if u.name.endswith("0930")).pcm16())
 
-    cancel = await peers.wait_for(m.Cancel, within=5)
+    # Speech pauses the agent; the words of its transcript make that a cut.
+    paused = await client.wait_for_event("agent_paused", within=5)
+    assert paused["turn_id"] == 0
+    turn = peers.all(m.SpeechStarted)[-1].turn_id
+    partial = m.TranscriptPartial(session_id=sid, turn_id=turn, seq=peers.bus.next_seq(sid), text="He might")
+    await peers.bus.publish(s.TRANSCRIPT, partial)
+    cancel = await peers.wait_for(m.Cancel, within=5, where=lambda c: c.reason != "speech resumed")
     assert (cancel.turn_id, cancel.reason) == (0, "barge-in")
     cut = await peers.wait_for(m.PlayoutFinished)
-    assert (cut.turn_id, cut.interrupted, cut.heard_text) == (0, True, "welcome to the voice agent")
+    assert (cut.turn_id, cut.interrupted) == (0, True)
+    assert welcome.startswith(cut.heard_text) and cut.heard_text != welcome  # what played before the pause
     assert peers.all(m.SpeechStarted)[0].turn_id == 1
-    cancelled_at = peers.when(cancel)
-    assert cancelled_at - began < 3.0  # well before the 4 s reply would have ended
+    assert paused["received_at"] - began < 3.0  # well before the 4 s reply would have ended
     await asyncio.sleep(0.5)
     last = client.last_sound()
-    assert last is not None and last - cancelled_at < 0.3, "playout stops at once"
+    assert last is not None and last - paused["received_at"] < 0.3, "playout stops at once"
     event = await client.wait_for_event("agent_stopped_speaking")
     assert event["interrupted"] is True
 
@@ -248,7 +255,7 @@ async def test_barge_in_and_bus_cancel_stop_playout(client: EdgeClient, peers: P
     await asyncio.sleep(0.3)
     await peers.bus.publish(s.CONTROL, m.Cancel(session_id=sid, turn_id=turn, seq=9, reason="superseded"))
     cut = await peers.wait_for(m.PlayoutFinished, where=lambda x: x.turn_id == turn)
-    assert cut.interrupted and cut.heard_text == "a long answer"
+    assert cut.interrupted and "a long answer".startswith(cut.heard_text)
     assert time.time() - began < 2.0
 
 

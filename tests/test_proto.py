@@ -64,6 +64,31 @@ SAMPLES: list[tuple[subjects.Channel, msgspec.Struct]] = [
             first_audio_out_ms=4,
         ),
     ),
+    (subjects.REPLICAS, m.ReplicaStatus(service="stt", replica="stt-7f9c-12", sessions=3, draining=True)),
+]
+
+HANDOVER = m.Handover(history=[m.ChatMessage("user", "hi"), m.ChatMessage("assistant", "Hello", True)])
+ENDPOINT_SAMPLES: list[tuple[subjects.Endpoint, msgspec.Struct, msgspec.Struct]] = [
+    (
+        subjects.ASSIGN,
+        m.AssignRequest(session_id="s1", turn_id=0, seq=0),
+        m.AssignReply(session_id="s1", turn_id=0, seq=0, replica="turns-1"),
+    ),
+    (
+        subjects.LEASE,
+        m.AssignRequest(session_id="s1", turn_id=0, seq=0, handover=HANDOVER),
+        m.AssignReply(session_id="s1", turn_id=0, seq=0, replica="turns-2", accepted=False),
+    ),
+    (
+        subjects.LEASE,
+        m.LeaseRenew(session_id="s1", turn_id=0, seq=0),
+        m.LeaseReply(session_id="s1", turn_id=0, seq=0, status="released", handover=HANDOVER),
+    ),
+    (
+        subjects.LEASE,
+        m.LeaseRevoke(session_id="s1", turn_id=0, seq=0),
+        m.LeaseReply(session_id="s1", turn_id=0, seq=0, status="unknown"),
+    ),
 ]
 
 
@@ -134,3 +159,25 @@ def test_subjects_reject_unsafe_session_ids() -> None:
     for bad in ("a.b", "*", ">", ""):
         with pytest.raises(ValueError):
             subjects.AUDIO_IN.subject(bad)
+
+
+@pytest.mark.parametrize(("endpoint", "request_", "reply"), ENDPOINT_SAMPLES, ids=lambda x: type(x).__name__)
+def test_assignment_requests_and_replies_round_trip(
+    endpoint: subjects.Endpoint, request_: msgspec.Struct, reply: msgspec.Struct
+) -> None:
+    assert codec.decode_union(endpoint.union, codec.encode(request_)) == request_
+    assert codec.decode_union(endpoint.reply_union, codec.encode(reply)) == reply
+
+
+def test_every_assignment_message_has_a_sample() -> None:
+    unions = [u for e in (subjects.ASSIGN, subjects.LEASE) for u in (e.union, e.reply_union)]
+    classes = {cls for union in unions for cls in getattr(union, "__args__", (union,))}
+    assert classes == {type(x) for _, request, reply in ENDPOINT_SAMPLES for x in (request, reply)}
+
+
+def test_assignment_subjects() -> None:
+    assert subjects.ASSIGN.subject("stt") == "va.assign.stt"
+    assert subjects.LEASE.subject("turns", "pod-7f9c-12") == "va.lease.turns.pod-7f9c-12"
+    for bad in ("a.b", "*", ">", "", "two words"):
+        with pytest.raises(ValueError):
+            subjects.LEASE.subject("turns", bad)

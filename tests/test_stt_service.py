@@ -29,7 +29,7 @@ from services.common.bus import Bus
 from services.common.probes import Readiness
 from services.stt.config import Settings
 from services.stt.service import start, start_with
-from tests.support import NatsServer, librivox_utterances, word_error_rate
+from tests.support import NatsServer, claim, librivox_utterances, word_error_rate
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -62,6 +62,7 @@ class Edge:
     async def open(self) -> Edge:
         await self.bus.subscribe(TRANSCRIPT, self._collect, session_id=self.session)
         await self.bus.flush()
+        self.leases = await claim(self.bus, "stt", self.session)  # stt reads only sessions it owns
         await self.bus.publish(SESSION, SessionStarted(**self._ids(0), started_at=time.time()))
         return self
 
@@ -126,6 +127,8 @@ class Edge:
         if not self.closed:
             self.closed = True
             await self.bus.publish(SESSION, SessionEnded(**self._ids(0)))
+            self.leases.close(self.session)
+            await self.leases.stop()
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -262,6 +265,7 @@ async def test_a_failed_decode_is_counted_and_the_service_survives() -> None:
         _, second = await edge.final(2, within=5.0)
         assert second.text == "8000 samples"
         assert service.healthy
+        await edge.close()
         await service.stop()
         await stt_bus.close()
         await edge.bus.close()

@@ -18,9 +18,10 @@ from proto import messages as m
 from proto.subjects import CONTROL, LLM_REQUEST, SESSION, STATE, TRANSCRIPT, TTS_REQUEST, VAD
 from services.common.bus import Bus
 from services.common.probes import Readiness
+from services.edge.lease_keeper import LeaseKeeper
 from services.turns.config import Settings
 from services.turns.service import start
-from tests.support import NatsServer
+from tests.support import NatsServer, claim
 
 T = TypeVar("T", bound=msgspec.Struct)
 TIMEOUT = 5.0
@@ -46,6 +47,10 @@ class Driver:
         for channel in (TTS_REQUEST, LLM_REQUEST, CONTROL, STATE):
             await self.bus.subscribe(channel, collect)
         await self.nc.flush()  # the server has every SUB before anything is published
+
+    async def claim(self) -> LeaseKeeper:
+        """As the edge does: turns reads only the sessions assigned to it."""
+        return await claim(self.bus, "turns", self.session_id)
 
     def ids(self, turn: int) -> dict[str, Any]:
         self._seq += 1
@@ -94,6 +99,7 @@ async def test_service_greets_requests_replies_and_survives_garbage(
     await service_nc.flush()  # the service's subscriptions are in place
     readiness.ready = True
     assert readiness.is_ready()
+    leases = await driver.claim()
 
     try:
         await driver.bus.publish(SESSION, m.SessionStarted(**driver.ids(0), started_at=time.time()))
@@ -120,6 +126,7 @@ async def test_service_greets_requests_replies_and_survives_garbage(
         request = await driver.next(m.LlmRequest, 2)
         assert [c.content for c in request.messages[-2:]] == ["what is the weather like", "never mind"]
     finally:
+        await leases.stop()
         await stop()
     assert not readiness.is_ready()  # the tick task is gone with the service
 
@@ -133,6 +140,7 @@ async def test_service_speculates_then_discards_or_confirms(
     settings = Settings.model_validate({"system_prompt": "SYSTEM", "greeting_enabled": False})
     stop = await start(Bus(service_nc, "turns"), Readiness(), settings)
     await service_nc.flush()
+    leases = await driver.claim()
     speculative = sample("voice_agent_turns_llm_requests_total", service="turns", speculative="true")
     discarded = sample("voice_agent_turns_total", service="turns", outcome="discarded")
     try:
@@ -171,4 +179,5 @@ async def test_service_speculates_then_discards_or_confirms(
         # Reply 2 was superseded by 3; the discarded speculation of 1 was cancelled by the edge, not turns.
         assert [msg.turn_id for msg in driver.seen if isinstance(msg, m.Cancel)] == [2]
     finally:
+        await leases.stop()
         await stop()

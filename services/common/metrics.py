@@ -49,11 +49,27 @@ BUS_HOP = Histogram(
     ["service", "channel"],
     buckets=HOP_BUCKETS,
 )
-ENGINE_ERRORS = Counter(f"{PREFIX}_engine_errors", "Engine call failures", ["service", "engine"])
+ENGINE_ERRORS = Counter(
+    f"{PREFIX}_engine_errors",
+    "Engine call failures: an STT decode, an LLM generation or a TTS synthesis that raised",
+    ["service", "engine"],
+)
 ACTIVE_SESSIONS = Gauge(f"{PREFIX}_active_sessions", "Sessions this replica serves", ["service"])
+QUEUE_DEPTH = Gauge(
+    f"{PREFIX}_queue_depth",
+    "Work waiting, sampled when scraped: queue=bus:<channel> is messages delivered by NATS "
+    "and not yet handled; decode (stt), requests (llm) and chunks (tts) are the engines' queues",
+    ["service", "queue"],
+)
 READY = Gauge(f"{PREFIX}_ready", "1 once the service is ready", ["service"])
 
 
 def latency_histogram(name: str, doc: str) -> Histogram:
     """A seconds histogram with the shared latency buckets."""
     return Histogram(f"{PREFIX}_{name}_seconds", doc, ["service"], buckets=LATENCY_BUCKETS)
+
+
+def count_engine_errors_from(service: str, engine: str) -> None:
+    """Make the service's engine-error series exist at 0 before any failure, so that
+    rate() and alerts see "no errors" rather than "no data"."""
+    ENGINE_ERRORS.labels(service, engine)

@@ -2,31 +2,37 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from services.common.replica import replica_id
+
 
 class Readiness:
-    """Ready once every model is loaded and the bus is connected."""
+    """Ready once every model is loaded and the bus is connected, until draining."""
 
     def __init__(self) -> None:
         self.ready = False
+        self.draining = False  # shutting down (SIGTERM): never ready again
         self.checks: list[Callable[[], bool]] = []
 
     def is_ready(self) -> bool:
-        return self.ready and all(check() for check in self.checks)
+        return self.ready and not self.draining and all(check() for check in self.checks)
 
 
 def add_probe_routes(app: web.Application, readiness: Readiness) -> None:
     async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+        # Still alive while draining. The replica id and pid tell replicas apart.
+        return web.json_response({"status": "ok", "replica": replica_id(), "pid": os.getpid()})
 
     async def readyz(_: web.Request) -> web.Response:
         if readiness.is_ready():
             return web.json_response({"status": "ready"})
-        return web.json_response({"status": "not ready"}, status=503)
+        status = "draining" if readiness.draining else "not ready"
+        return web.json_response({"status": status}, status=503)
 
     async def metrics(_: web.Request) -> web.Response:
         body = generate_latest()

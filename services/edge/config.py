@@ -62,6 +62,16 @@ class Settings(ServiceSettings):
     interrupt_speech_ms: int = Field(default=300, ge=20)
     # and, above 0, once the utterance's partial transcript has this many words.
     interrupt_min_words: int = Field(default=0, ge=0)
+    # What a cut does (services/edge/barge_in.py): the decision comes before anyone
+    # knows what was said, so the agent's voice only pauses. Words in the
+    # utterance's transcript make it a cut (Cancel); a final that says nothing
+    # ("mhm", a cough), or this long silent with no words, resumes the voice where
+    # it stopped. 0 = cut at once, as the decision fires.
+    false_interruption_timeout_ms: int = Field(default=1500, ge=0)
+    # Let the agent finish the sentence it is in (estimated from the chunk's text)
+    # before it goes silent, sounding less abrupt; never longer than the max.
+    interrupt_finish_sentence: bool = False
+    interrupt_finish_sentence_max_ms: int = Field(default=2000, ge=0)
 
     # Playout waits this long for a missing (chunk_index, part) before skipping
     # it, so one lost piece never stalls the agent's voice.

@@ -22,6 +22,12 @@ offer; the edge sends one JSON object per message, never expects a reply:
 - ``{"type": "agent_started_speaking", "turn_id": N, "interrupted": false}`` the first
   frame of reply N went out; ``{"type": "agent_stopped_speaking", "turn_id": N,
   "interrupted": true|false, "heard_text": "..."}`` its playout ended (cut off or done).
+- ``{"type": "agent_paused", "turn_id": N}`` the user's speech over reply N
+  silenced it (services/edge/barge_in.py): a pause, not yet a cut. It ends with
+  ``{"type": "agent_resumed", "turn_id": N, "reason": "says nothing"|"timeout"}``
+  (a false interruption: the voice goes on where it stopped), or with
+  ``interrupted`` (the user said words), or with ``agent_stopped_speaking`` (a
+  Cancel from the bus, or a newer reply, ended it meanwhile).
 - ``{"type": "interrupted", "turn_id": N, "heard_text": "..."}`` the user's speech
   cut reply N off (barge-in, services/edge/interruption.py); sent just before
   its ``agent_stopped_speaking``. A Cancel from the bus does not send it.
@@ -30,10 +36,11 @@ offer; the edge sends one JSON object per message, never expects a reply:
   user's speech (``SpeechEnded.at``) to each step reaching the edge, on the edge's
   clock; -1 for a step not seen. Also published as ``TurnLatency`` on ``va.state``.
 
-The same five speaking events (``user_started_speaking``, ``user_stopped_speaking``,
-``agent_started_speaking``, ``agent_stopped_speaking``, ``interrupted``) flow in
-code through ``EdgeSession.hooks``: ``session.hooks.on("interrupted", callback)``
-calls ``callback(event)`` with the same dict, whether or not a data channel is open.
+The same seven speaking events (``user_started_speaking``, ``user_stopped_speaking``,
+``agent_started_speaking``, ``agent_stopped_speaking``, ``agent_paused``,
+``agent_resumed``, ``interrupted``) flow in code through ``EdgeSession.hooks``:
+``session.hooks.on("interrupted", callback)`` calls ``callback(event)`` with the
+same dict, whether or not a data channel is open.
 """
 
 from __future__ import annotations
@@ -56,6 +63,8 @@ HOOK_EVENTS = frozenset(
         "user_stopped_speaking",
         "agent_started_speaking",
         "agent_stopped_speaking",
+        "agent_paused",
+        "agent_resumed",
         "interrupted",
     }
 )
@@ -129,6 +138,14 @@ def agent_stopped(turn_id: int, interrupted: bool, heard_text: str) -> Event:
         "interrupted": interrupted,
         "heard_text": heard_text,
     }
+
+
+def agent_paused(turn_id: int) -> Event:
+    return {"type": "agent_paused", "turn_id": turn_id}
+
+
+def agent_resumed(turn_id: int, reason: str) -> Event:
+    return {"type": "agent_resumed", "turn_id": turn_id, "reason": reason}
 
 
 def interrupted(turn_id: int, heard_text: str) -> Event:

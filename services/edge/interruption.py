@@ -14,6 +14,9 @@ all of:
 - with ``min_words`` > 0, that many words in the utterance's newest transcript.
 
 A cough or a short "mhm" over the agent's voice therefore never cuts it.
+What happens then (pause, then cut or resume) is services/edge/barge_in.py's
+business; once the agent resumed over an utterance (``resumed``), that
+utterance does not interrupt it again.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ class InterruptDecider:
         self._run_start: float | None = None
         self._run_end = 0.0
         self._qualified = False  # this utterance had speech_ms of sustained speech
+        self._onset = 0.0  # capture time of the first frame of the run that qualified
+        self._spent = False  # the agent resumed over this utterance: it no longer counts
         self._utterance = 0
         self._words = 0
 
@@ -61,15 +66,27 @@ class InterruptDecider:
     def words(self) -> int:
         return self._words
 
+    @property
+    def utterance(self) -> int:
+        """The user's current generation (turn id)."""
+        return self._utterance
+
+    @property
+    def onset(self) -> float:
+        """Capture time where the voiced run that made the utterance qualify began:
+        the start of the interrupting speech, for the stop-time metric."""
+        return self._onset
+
     def push(self, probability: float, at: float) -> None:
         """One microphone frame captured at ``at`` (seconds) and its VAD probability."""
         config = self.config
         if probability >= config.threshold:
-            if self._run_start is None:
-                self._run_start = at
+            run_start = at if self._run_start is None else self._run_start
+            self._run_start = run_start
             self._run_end = at + config.frame_ms / 1000
-            if self.sustained_ms >= config.speech_ms - EPSILON:
+            if self.sustained_ms >= config.speech_ms - EPSILON and not self._qualified:
                 self._qualified = True
+                self._onset = run_start
         elif probability < config.neg_threshold:
             self._run_start = None
 
@@ -79,6 +96,7 @@ class InterruptDecider:
         transcript (which covers both) comes."""
         if not continues or continues != self._utterance:
             self._words = 0
+            self._spent = False
         self._utterance = turn_id
 
     def heard(self, turn_id: int, text: str) -> None:
@@ -89,16 +107,24 @@ class InterruptDecider:
     def ended(self) -> None:
         """The utterance is over: the next one must qualify anew."""
         self._qualified = False
+        self._spent = False
         self._words = 0
 
     def decide(self, interruptible: bool) -> bool:
         """True: cut the agent's audio now. ``interruptible``: agent audio is
         playing and its current chunk allows interruptions."""
         config = self.config
-        if not (config.allowed and interruptible and self._qualified):
+        if not (config.allowed and interruptible and self._qualified) or self._spent:
             return False
         return config.min_words <= 0 or self._words >= config.min_words
 
     def cut(self) -> None:
         """The agent was cut off: the same speech does not cut the next reply."""
         self._qualified = False
+
+    def resumed(self) -> None:
+        """The agent paused for this utterance, then resumed (it said nothing):
+        the rest of the utterance, continued generations included, does not
+        pause it again; the next utterance may."""
+        self._qualified = False
+        self._spent = True

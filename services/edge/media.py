@@ -1,8 +1,9 @@
 """The two audio directions of a session, as aiortc sees them.
 
 ``PlayoutTrack`` is the outbound MediaStreamTrack: every 20 ms, paced on the
-wall clock, it takes one frame from the playout buffer (silence when nothing
-plays) and hands it to aiortc's Opus encoder. ``read_microphone`` is the inbound
+wall clock, it takes one frame from the playout buffer, through the barge-in
+controller whose pause timeout runs on these pulls (silence when nothing
+plays), and hands it to aiortc's Opus encoder. ``read_microphone`` is the inbound
 loop: decoded frames -> 16 kHz mono 20 ms frames -> VAD -> the session.
 """
 
@@ -17,7 +18,7 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 from services.edge.audio import IN_FRAME, IN_RATE, OUT_FRAME, OUT_RATE, InboundResampler, stereo_frame
-from services.edge.playout import PlayoutBuffer, PlayoutEvent
+from services.edge.barge_in import BargeIn, OutEvent
 from services.edge.vad import VadStream
 
 FRAME_SECONDS = OUT_FRAME / OUT_RATE
@@ -25,18 +26,18 @@ FRAME_SECONDS = OUT_FRAME / OUT_RATE
 # bursting frames, which would only overflow the receiver's jitter buffer.
 MAX_LAG = 0.1
 
-OnPlayout = Callable[[list[PlayoutEvent], float], Awaitable[None]]
+OnPlayout = Callable[[list[OutEvent], float], Awaitable[None]]
 OnFrame = Callable[[bytes, float, float], Awaitable[None]]  # pcm, VAD probability, captured_at
 
 
 class PlayoutTrack(MediaStreamTrack):
-    """48 kHz stereo s16 frames of 20 ms from a PlayoutBuffer, in real time."""
+    """48 kHz stereo s16 frames of 20 ms from a session's playout, in real time."""
 
     kind = "audio"
 
-    def __init__(self, buffer: PlayoutBuffer, on_events: OnPlayout) -> None:
+    def __init__(self, source: BargeIn, on_events: OnPlayout) -> None:
         super().__init__()
-        self.buffer = buffer
+        self.source = source
         self._on_events = on_events
         self._start: float | None = None
         self._index = 0  # frames since start; pts = index * 960
@@ -46,7 +47,7 @@ class PlayoutTrack(MediaStreamTrack):
             raise MediaStreamError
         await self._pace()
         now = time.time()
-        mono, events = self.buffer.next_frame(now)
+        mono, events = self.source.next_frame(now)
         frame = stereo_frame(mono, self._index * OUT_FRAME)
         if events:
             await self._on_events(events, now)

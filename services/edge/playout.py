@@ -7,9 +7,15 @@ seconds so one lost message cannot stall the voice. Each turn gets its own
 resampler (created on its first piece) so pieces join without clicks.
 
 A newer turn supersedes the playing one; chunks of a cancelled, finished or
-older turn are dropped. ``heard_text`` is the text of every chunk whose audio
-started playing: all of them when the turn ends on its own, those begun so far
-when it is cut off.
+older turn are dropped. ``heard_text`` is what the user heard: the whole text of
+every chunk when the turn ends on its own; when it is cut off, the chunks played
+to their end plus, of the chunk cut mid-way, the words whose estimated end was
+played (services/edge/alignment.py maps characters to samples in proportion).
+
+``pause`` silences the turn (at once, or after some more samples: the end of a
+sentence, ``until_sentence_end``) while keeping its audio and play position;
+pieces that still arrive are queued. ``resume`` goes on from the same sample.
+The first frame a pause makes silent (or partly) reports ``TurnPaused``.
 
 An uninterruptible chunk (``allow_interruptions`` false) that has begun plays
 to its end: a cancel of its turn, or a newer turn's audio, lets it finish what
@@ -28,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from proto.messages import AudioChunk
+from services.edge.alignment import heard_words, sentence_end
 
 Pcm = npt.NDArray[np.int16]
 
@@ -51,7 +58,14 @@ class TurnFinished:
     interrupted: bool
 
 
-PlayoutEvent = TurnStarted | TurnFinished
+@dataclass(frozen=True)
+class TurnPaused:
+    """The pause asked for took effect: this frame and the next ones are silent."""
+
+    turn_id: int
+
+
+PlayoutEvent = TurnStarted | TurnFinished | TurnPaused
 
 
 @dataclass
@@ -77,14 +91,28 @@ class _Turn:
     interruptible: bool = True
     stopping: bool = False  # cancelled while uninterruptible: ends after that audio
     chunk_done: bool = True  # the last piece queued ended its text chunk
+    # Per chunk_index: samples queued so far and samples played, for heard_text.
+    samples: dict[int, int] = field(default_factory=dict)
+    played: dict[int, int] = field(default_factory=dict)
+    pause_in: int | None = None  # samples still to play before a pause; None: no pause
+    paused: bool = False  # the pause took effect
 
     @property
     def protected(self) -> bool:
         """Its audio has begun and the chunk playing must not be cut."""
         return self.started and not self.interruptible
 
-    def heard_text(self) -> str:
-        words = (self.texts.get(index, "").strip() for index in self.started_chunks)
+    def played_fraction(self, index: int) -> float:
+        total = self.samples.get(index, 0)
+        return self.played.get(index, 0) / total if total else 1.0
+
+    def heard_text(self, cut: bool) -> str:
+        """Every started chunk's text; when ``cut``, only the words played of each.
+        A chunk whose later pieces never came counts on the samples it had."""
+        words = (
+            heard_words(self.texts.get(index, ""), self.played_fraction(index) if cut else 1.0)
+            for index in self.started_chunks
+        )
         return " ".join(text for text in words if text)
 
 
@@ -118,6 +146,45 @@ class PlayoutBuffer:
     @property
     def interruptible(self) -> bool:
         return self.playing and self._turn is not None and self._turn.interruptible
+
+    @property
+    def paused(self) -> bool:
+        """A pause of the current turn is asked for or in effect."""
+        return self._turn is not None and self._turn.pause_in is not None
+
+    def pause(self, after: int = 0) -> None:
+        """Silence the current turn after ``after`` more samples (0: from the next
+        frame on), keeping its audio and position; a pending pause is replaced."""
+        if self._turn is not None:
+            self._turn.pause_in = max(0, after)
+            self._turn.paused = False
+
+    def resume(self) -> None:
+        """Play the current turn on from the sample where it paused."""
+        if self._turn is not None:
+            self._turn.pause_in = None
+            self._turn.paused = False
+
+    def until_sentence_end(self, limit: int) -> int:
+        """Samples from the play position to the estimated end of the sentence
+        being played, at most ``limit``. No sentence end in the rest of the chunk:
+        its end, plus the next queued chunk up to its first sentence end (or whole)
+        unless that chunk is uninterruptible."""
+        turn = self._turn
+        if turn is None or not turn.queue:
+            return 0
+        index = turn.queue[0].chunk_index
+        total, played = turn.samples.get(index, 0), turn.played.get(index, 0)
+        end = sentence_end(turn.texts.get(index, ""), turn.played_fraction(index))
+        if end is not None:
+            return min(limit, max(0, round(end * total) - played))
+        remaining = total - played
+        following = next((seg for seg in turn.queue if seg.chunk_index != index), None)
+        if following is not None and following.allow_interruptions:
+            nxt = following.chunk_index
+            end = sentence_end(turn.texts.get(nxt, ""), 0.0)
+            remaining += round((1.0 if end is None else end) * turn.samples.get(nxt, 0))
+        return min(limit, max(0, remaining))
 
     def push(self, chunk: AudioChunk, now: float) -> tuple[bool, list[PlayoutEvent]]:
         """Queue ``chunk``; False when it belongs to a stale turn and was dropped.
@@ -165,24 +232,37 @@ class PlayoutBuffer:
             return frame, []
         self._release(now)
         events: list[PlayoutEvent] = []
-        filled = 0
-        while turn.queue and filled < self.frame_samples:
-            segment = turn.queue[0]
-            if segment.offset == 0:
-                self._begin_segment(turn, segment, events)
-            take = min(self.frame_samples - filled, segment.samples.size - segment.offset)
-            frame[filled : filled + take] = segment.samples[segment.offset : segment.offset + take]
-            segment.offset += take
-            filled += take
-            if segment.offset >= segment.samples.size:
-                turn.queue.popleft()
+        budget = self.frame_samples if turn.pause_in is None else min(self.frame_samples, turn.pause_in)
+        filled = self._fill(turn, frame, budget, events)
         if turn.all_released and not turn.queue:
             events += self._flush(interrupted=False)
         elif turn.stopping and self._stop_due(turn):
             events += self._flush(interrupted=True)
+        elif turn.pause_in is not None:
+            turn.pause_in = max(0, turn.pause_in - filled)
+            # Reported in the first frame the pause makes (partly) silent.
+            if turn.pause_in == 0 and filled < self.frame_samples and not turn.paused:
+                turn.paused = True
+                events.append(TurnPaused(turn.turn_id))
         if self._turn is None and self._waiting:
-            events += self._resume(now)
+            events += self._admit_waiting(now)
         return frame, events
+
+    def _fill(self, turn: _Turn, frame: Pcm, budget: int, events: list[PlayoutEvent]) -> int:
+        """Copy up to ``budget`` queued samples into ``frame``; how many were copied."""
+        filled = 0
+        while turn.queue and filled < budget:
+            segment = turn.queue[0]
+            if segment.offset == 0:
+                self._begin_segment(turn, segment, events)
+            take = min(budget - filled, segment.samples.size - segment.offset)
+            frame[filled : filled + take] = segment.samples[segment.offset : segment.offset + take]
+            segment.offset += take
+            filled += take
+            turn.played[segment.chunk_index] = turn.played.get(segment.chunk_index, 0) + take
+            if segment.offset >= segment.samples.size:
+                turn.queue.popleft()
+        return filled
 
     def _stop_due(self, turn: _Turn) -> bool:
         """A stopping turn ends once its uninterruptible chunk is out: at a piece
@@ -191,7 +271,7 @@ class PlayoutBuffer:
             return turn.queue[0].allow_interruptions
         return turn.chunk_done or turn.turn_id <= self._closed_upto
 
-    def _resume(self, now: float) -> list[PlayoutEvent]:
+    def _admit_waiting(self, now: float) -> list[PlayoutEvent]:
         """The protected turn is over: the newer turn that waited takes its place."""
         waiting, self._waiting = self._waiting, []
         events: list[PlayoutEvent] = []
@@ -226,6 +306,7 @@ class PlayoutBuffer:
             turn.texts[chunk.chunk_index] = chunk.text
         samples = turn.resample(chunk.pcm, chunk.sample_rate, chunk.last_chunk)
         turn.queue.append(_Segment(samples, chunk.chunk_index, chunk.allow_interruptions))
+        turn.samples[chunk.chunk_index] = turn.samples.get(chunk.chunk_index, 0) + samples.size
         turn.chunk_done = chunk.final_part
         if chunk.final_part:
             turn.expected = (chunk.chunk_index + 1, 0)
@@ -242,4 +323,4 @@ class PlayoutBuffer:
         self._closed_upto = max(self._closed_upto, turn.turn_id)
         if not turn.started:
             return []  # nothing was heard: no playout to report
-        return [TurnFinished(turn.turn_id, turn.heard_text(), interrupted)]
+        return [TurnFinished(turn.turn_id, turn.heard_text(cut=interrupted), interrupted)]

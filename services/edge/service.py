@@ -10,11 +10,12 @@ from aiohttp import web
 
 from services.common.bus import Bus
 from services.common.probes import Readiness
-from services.common.runner import Stop, main
+from services.common.runner import Graceful, Stop, main
 from services.edge.config import Settings
 from services.edge.http import add_edge_routes
 from services.edge.ice import use_host_addresses
 from services.edge.manager import SessionManager
+from services.edge.offer import OfferError
 from services.edge.vad import SileroModel
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,8 @@ class EdgeService:
         add_edge_routes(app, self._ready_manager, self.settings.max_offer_bytes)
 
     def _ready_manager(self) -> SessionManager | None:
+        if self._readiness is not None and self._readiness.draining:
+            raise OfferError(503, "draining", "this edge is shutting down: offer again to reach another one")
         if self._readiness is None or not self._readiness.is_ready():
             return None
         return self.manager
@@ -43,6 +46,7 @@ class EdgeService:
         vad = await asyncio.to_thread(_load_vad)
         log.info("Silero VAD loaded and warm in %.0f ms", (time.perf_counter() - started) * 1000)
         manager = SessionManager(bus, vad, self.settings)
+        await manager.start()
         self.manager = manager
 
         async def stop() -> None:
@@ -50,7 +54,8 @@ class EdgeService:
             await manager.close_all()
             use_host_addresses([])  # process-wide: leave aioice as we found it
 
-        return stop
+        # Draining (SIGTERM): offers get 503 "draining", calls go on until they end or the grace does.
+        return Graceful(stop, manager.drain)
 
 
 def _load_vad() -> SileroModel:

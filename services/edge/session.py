@@ -8,7 +8,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import msgspec
@@ -18,19 +18,29 @@ from nats.aio.subscription import Subscription
 from proto import messages as m
 from proto import subjects as s
 from services.common.bus import Bus
-from services.edge import events
+from services.edge import barge_in, events
 from services.edge.audio import ChunkResampler
-from services.edge.completeness import normalize_words
 from services.edge.config import Settings
-from services.edge.endpointing import Ended, EndpointConfig, Endpointer, Event, Frame, Paused, Started
+from services.edge.endpointing import Ended, Endpointer, Event, Frame, Paused, Started
 from services.edge.holding import Held, HeldTurn
 from services.edge.ice import rtc_configuration
-from services.edge.interruption import InterruptConfig, InterruptDecider
-from services.edge.latency import LatencyTracker
+from services.edge.interruption import InterruptDecider
+from services.edge.latency import LatencyTracker, TurnTraces
 from services.edge.media import PlayoutTrack, read_microphone
-from services.edge.metrics import BARGE_INS, CONNECT, FIRST_AUDIO_OUT, HELD_DROPPED, SERVICE, SPECULATIONS
+from services.edge.metrics import (
+    BARGE_IN_STOP,
+    BARGE_INS,
+    CONNECT,
+    END_OF_TURN,
+    FALSE_INTERRUPTIONS,
+    FIRST_AUDIO_OUT,
+    HELD_DROPPED,
+    SERVICE,
+    SPECULATIONS,
+)
 from services.edge.offer import OfferError, has_data_channel
-from services.edge.playout import PlayoutBuffer, PlayoutEvent, TurnFinished, TurnStarted
+from services.edge.playout import PlayoutBuffer, TurnFinished, TurnStarted
+from services.edge.tuning import barge_in_config, endpoint_config, interrupt_config
 from services.edge.vad import SileroModel
 
 log = logging.getLogger(__name__)
@@ -39,31 +49,6 @@ log = logging.getLogger(__name__)
 # voids was held, never played, so it leaves the agent's playing audio alone
 # (only the barge-in decision may cut that).
 SPEECH_RESUMED = "speech resumed"
-
-
-def endpoint_config(settings: Settings) -> EndpointConfig:
-    return EndpointConfig(
-        threshold=settings.vad_threshold,
-        neg_threshold=min(settings.vad_neg_threshold, settings.vad_threshold),
-        min_speech_ms=settings.min_speech_ms,
-        preroll_ms=settings.preroll_ms,
-        silence_ms=settings.endpoint_silence_ms,
-        silence_complete_ms=settings.endpoint_silence_complete_ms,
-        silence_incomplete_ms=settings.endpoint_silence_incomplete_ms,
-        trailing_words=normalize_words(settings.trailing_word_list),
-        speculate_after_ms=settings.speculate_after_ms,
-        max_utterance_ms=settings.max_utterance_ms,
-    )
-
-
-def interrupt_config(settings: Settings) -> InterruptConfig:
-    return InterruptConfig(
-        speech_ms=settings.interrupt_speech_ms,
-        min_words=settings.interrupt_min_words,
-        allowed=settings.allow_interruptions,
-        threshold=settings.vad_threshold,
-        neg_threshold=min(settings.vad_neg_threshold, settings.vad_threshold),
-    )
 
 
 class EdgeSession:
@@ -89,8 +74,11 @@ class EdgeSession:
         self.hooks = events.Hooks()  # the speaking events, in code
         self.vad = vad.stream()
         self.playout = PlayoutBuffer(ChunkResampler, reorder_wait=settings.reorder_wait_ms / 1000)
-        self.track = PlayoutTrack(self.playout, self._on_playout)
+        # An interruption pauses playout, then cuts or resumes it (services/edge/barge_in.py).
+        self.barge_in = barge_in.BargeIn(self.playout, barge_in_config(settings))
+        self.track = PlayoutTrack(self.barge_in, self._on_playout)
         self.latency = LatencyTracker()
+        self.traces = TurnTraces(session_id)  # one trace per user turn, rooted here
         # The agent's output for the user's open generation waits for its end.
         self.held = HeldTurn()
         self.channel: RTCDataChannel | None = None
@@ -124,7 +112,7 @@ class EdgeSession:
         # One subscription each: control (Cancel) never waits behind audio or text.
         for channel, handler, traced in (
             (s.CONTROL, self._on_control, True),
-            (s.AUDIO_OUT, self._on_audio_out, False),
+            (s.AUDIO_OUT, self._on_audio_out, True),  # the bus spans only each chunk's first piece
             (s.TRANSCRIPT, self._on_transcript, True),
             (s.LLM_STREAM, self._on_llm_stream, True),
             (s.STATE, self._on_state, True),
@@ -152,6 +140,7 @@ class EdgeSession:
             if self.connected:
                 await self._publish(s.SESSION, m.SessionEnded(**self._ids(0), reason=reason))
         finally:
+            self.traces.close()  # a reply cut by the hang-up still exports its spans
             self.bus.forget_session(self.id)
             self._on_closed(self)
         log.info("session %s closed (%s)", self.id, reason)
@@ -237,6 +226,7 @@ class EdgeSession:
             **self._ids(event.turn_id), at=event.at, decided_at=time.time(), frame_count=event.frame_count
         )
         await self._publish(s.VAD, ended)
+        END_OF_TURN.labels(SERVICE).observe(max(0.0, ended.decided_at - ended.at))
         self.send(events.user_stopped(event.turn_id))
         if event.paused:
             SPECULATIONS.labels(SERVICE, "confirmed").inc()
@@ -256,24 +246,40 @@ class EdgeSession:
             HELD_DROPPED.inc(chunks)
 
     async def _maybe_barge_in(self) -> None:
-        """User speech over the agent, if it counts: silence playout now, then tell the bus."""
-        turn_id = self.playout.turn_id
-        if turn_id is None or not self.interruption.decide(self.playout.interruptible):
+        """User speech over the agent, if it counts: pause playout now (or cut it)."""
+        if self.playout.turn_id is None or self.barge_in.busy:
             return
-        stopped = self.playout.cancel(turn_id)
+        if not self.interruption.decide(self.playout.interruptible):
+            return
         self.interruption.cut()
-        BARGE_INS.inc()
-        for event in stopped:
-            if isinstance(event, TurnFinished):
-                self.send(events.interrupted(event.turn_id, event.heard_text))
-        await self._publish(s.CONTROL, m.Cancel(**self._ids(turn_id), reason="barge-in"))
-        await self._on_playout(stopped, time.time())
+        now = time.time()
+        happened = self.barge_in.interrupt(self.interruption.utterance, self.interruption.onset, now)
+        await self._on_playout(happened, now)
+
+    async def _on_barge_in(self, event: barge_in.BargeInEvent) -> None:
+        """A pause, a resume or a cut of the agent's voice: events, metrics, the bus."""
+        if isinstance(event, barge_in.Paused):
+            BARGE_IN_STOP.labels(SERVICE).observe(event.stop_seconds)
+            self.send(events.agent_paused(event.turn_id))
+        elif isinstance(event, barge_in.Resumed):
+            FALSE_INTERRUPTIONS.inc()
+            self.interruption.resumed()  # the rest of this utterance does not pause it again
+            if event.was_paused:
+                self.send(events.agent_resumed(event.turn_id, event.reason))
+        else:
+            BARGE_INS.inc()
+            if event.stop_seconds is not None:
+                BARGE_IN_STOP.labels(SERVICE).observe(event.stop_seconds)
+            self.send(events.interrupted(event.turn_id, event.heard_text))
+            await self._publish(s.CONTROL, m.Cancel(**self._ids(event.turn_id), reason="barge-in"))
 
     # --- playout -> bus -----------------------------------------------------
 
-    async def _on_playout(self, happened: list[PlayoutEvent], now: float) -> None:
+    async def _on_playout(self, happened: Sequence[barge_in.OutEvent], now: float) -> None:
         for event in happened:
-            if isinstance(event, TurnStarted):
+            if isinstance(event, barge_in.Paused | barge_in.Resumed | barge_in.Committed):
+                await self._on_barge_in(event)
+            elif isinstance(event, TurnStarted):
                 await self._publish(s.PLAYOUT, m.PlayoutStarted(**self._ids(event.turn_id), at=now))
                 self.send(events.agent_started(event.turn_id))
                 await self._report_latency(event.turn_id, now)
@@ -307,6 +313,7 @@ class EdgeSession:
     async def _on_audio_out(self, message: Any, _subject: str) -> None:
         if not isinstance(message, m.AudioChunk) or self.closed:
             return
+        self.traces.reply_audio(message.turn_id)  # parents the reply's playout span
         now = time.time()
         if self.held.hold(message.turn_id, message):
             self.latency.tts_audio(message.turn_id, now)
@@ -338,7 +345,11 @@ class EdgeSession:
             self.endpointer.heard(message.turn_id, message.text, message.heard_until)
         self.interruption.heard(message.turn_id, message.text)
         self._forward(message)
-        await self._maybe_barge_in()  # the words an interruption waited for
+        # Words (or a final saying nothing) decide a paused interruption; then the
+        # words a decision waited for (min_words) may start one.
+        confirmed = isinstance(message, m.TranscriptFinal) and not message.speculative
+        await self._on_playout(self.barge_in.heard(message.turn_id, message.text, confirmed), time.time())
+        await self._maybe_barge_in()
 
     async def _on_llm_stream(self, message: Any, _subject: str) -> None:
         if isinstance(message, m.LlmToken):
@@ -372,7 +383,9 @@ class EdgeSession:
 
     async def _publish(self, channel: s.Channel, message: msgspec.Struct, traced: bool = True) -> None:
         try:
-            await self.bus.publish(channel, message, traced=traced)
+            # In the span of the turn it is about: the user's utterance or the reply's playout.
+            with self.traces.publishing(message):
+                await self.bus.publish(channel, message, traced=traced)
         except Exception:  # a closed or reconnecting bus must not kill the call
             log.warning("session %s: publish on %s failed", self.id, channel.name, exc_info=True)
 

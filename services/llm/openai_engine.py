@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import aiohttp
 
 from proto.messages import ChatMessage
+from services.common.telemetry import redact_url
 from services.llm.engine import EngineError, as_dicts
 
 T = TypeVar("T")
@@ -39,6 +40,8 @@ class OpenAICompatibleEngine:
         timeout: float = 30.0,
     ) -> None:
         self._url = base_url.rstrip("/") + "/chat/completions"
+        # For messages and logs: a base URL may carry credentials (https://user:key@host).
+        self._shown_url = redact_url(self._url)
         self._model = model
         self._headers = {"Accept": "text/event-stream"}
         if api_key:
@@ -52,7 +55,7 @@ class OpenAICompatibleEngine:
         self._session = self._call(self._new_session())
 
     def __repr__(self) -> str:  # keeps the key out of any log line that prints the engine
-        return f"OpenAICompatibleEngine(url={self._url!r}, model={self._model!r})"
+        return f"OpenAICompatibleEngine(url={self._shown_url!r}, model={self._model!r})"
 
     async def _new_session(self) -> aiohttp.ClientSession:
         return aiohttp.ClientSession(timeout=self._timeout)
@@ -104,11 +107,11 @@ class OpenAICompatibleEngine:
         try:
             response = await self._session.post(self._url, json=payload, headers=self._headers)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise EngineError(f"cannot reach {self._url}: {exc.__class__.__name__} {exc}") from exc
+            raise EngineError(f"cannot reach {self._shown_url}: {exc.__class__.__name__} {exc}") from exc
         if response.status != 200:
             body = (await response.text())[:200]
             response.release()
-            raise EngineError(f"{self._url} answered HTTP {response.status}: {body}")
+            raise EngineError(f"{self._shown_url} answered HTTP {response.status}: {body}")
         return response
 
     def close(self) -> None:

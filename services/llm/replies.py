@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypedDict
 
 import msgspec
+from opentelemetry import trace
 from prometheus_client import Counter
 
 from proto.messages import LlmDone, LlmRequest, LlmToken, TextChunk
@@ -96,8 +97,14 @@ class Replier:
         self._first_chunk_words = first_chunk_words
         self._chunk_max_words = chunk_max_words
         self._model = asyncio.Lock()  # one generation at a time through the model
+        self._waiting = 0  # replies waiting for the model
         self._sessions: dict[str, _Session] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def waiting(self) -> int:
+        """Requests accepted and waiting for the model (the queue-depth gauge)."""
+        return self._waiting
 
     def submit(self, request: LlmRequest) -> bool:
         """Start replying in a task; False (nothing done) if the turn is stale."""
@@ -157,7 +164,11 @@ class Replier:
         """Wait for the model unless the reply is cancelled meanwhile."""
         acquire = asyncio.ensure_future(self._model.acquire())
         stopped = asyncio.ensure_future(reply.stopped.wait())
-        await asyncio.wait({acquire, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        self._waiting += 1
+        try:
+            await asyncio.wait({acquire, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._waiting -= 1
         stopped.cancel()
         if not reply.cancelled:
             return True
@@ -185,16 +196,39 @@ class Replier:
 
     async def _stream_reply(self, reply: _Reply, stream: ThreadedStream) -> None:
         progress = _Progress()
-        with telemetry.tracer().start_as_current_span("llm generate") as span:
+        # One span per generation, a child of the LlmRequest's delivery (this task
+        # started in that handler); tokens, chunks and LlmDone are published inside it.
+        with telemetry.tracer().start_as_current_span(
+            "llm generate", attributes=self._span_attributes(reply.request), record_exception=False
+        ) as span:
             try:
                 await self._relay(reply, stream, progress)
             except EngineError as exc:
                 progress.error = str(exc)[:500]
                 metrics.ENGINE_ERRORS.labels(SERVICE, self._engine.name).inc()
+                # The class only: an engine's message may quote the server's answer.
+                span.set_attribute("error.type", type(exc).__name__)
+                span.set_status(trace.StatusCode.ERROR)
                 log.warning("engine %s failed: %s", self._engine.name, progress.error)
-            span.set_attribute("voice_agent.tokens", progress.tokens)
-            span.set_attribute("voice_agent.cancelled", reply.cancelled)
+            span.set_attributes(
+                {
+                    "voice_agent.tokens": progress.tokens,
+                    "voice_agent.chunks": progress.chunks,
+                    "voice_agent.cancelled": reply.cancelled,
+                    **telemetry.text_attributes("voice_agent.reply", "".join(progress.pieces)),
+                }
+            )
             await self._publish_done(reply, progress)
+
+    def _span_attributes(self, request: LlmRequest) -> dict[str, str | int | bool]:
+        return {
+            "voice_agent.session_id": request.session_id,
+            "voice_agent.turn_id": request.turn_id,
+            "voice_agent.engine": self._engine.name,
+            "voice_agent.speculative": request.speculative,
+            "voice_agent.max_tokens": request.max_tokens,
+            "voice_agent.history_messages": len(request.messages),
+        }
 
     async def _relay(self, reply: _Reply, stream: ThreadedStream, progress: _Progress) -> None:
         """Publish tokens and chunks as they come; end the speech unless cancelled."""
@@ -205,8 +239,8 @@ class Replier:
                 FIRST_TOKEN.labels(SERVICE).observe(time.monotonic() - reply.received)
                 progress.first_token_at = time.time()
             token = LlmToken(**self._ids(request), text=piece, index=progress.tokens)
-            # Untraced: a span per token would cost more than the token's hop.
-            await self._out.publish(LLM_STREAM, token, traced=False)
+            # The bus spans only the first token (index 0); the rest carry the context alone.
+            await self._out.publish(LLM_STREAM, token)
             progress.tokens += 1
             progress.pieces.append(piece)
             TOKENS.labels(SERVICE).inc()

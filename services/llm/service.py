@@ -3,11 +3,14 @@
 Requests arrive through the queue group "llm" (any replica may take one);
 Cancel and SessionEnded have subscriptions of their own so they never wait
 behind a request. Handlers only hand work over: generation runs in tasks.
+Draining (SIGTERM), the replica leaves the queue group, so new requests go to
+the other replicas, and finishes the replies it has accepted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 import time
@@ -16,13 +19,16 @@ from pydantic import ValidationError
 
 from proto.messages import Cancel, LlmRequest, SessionEnded, SessionStarted
 from proto.subjects import CONTROL, LLM_REQUEST, SESSION
+from services.common import metrics
 from services.common.bus import Bus
 from services.common.errors import StartupError
+from services.common.inflight import InFlight
 from services.common.probes import Readiness
-from services.common.runner import Stop, main
+from services.common.runner import Graceful, Stop, main
 from services.llm.config import Settings, load_settings
 from services.llm.engine import ChatEngine
 from services.llm.engine import warm_up as engine_warm_up
+from services.llm.inflight import Key, NotingPublisher
 from services.llm.replies import Replier
 
 log = logging.getLogger(__name__)
@@ -71,15 +77,20 @@ async def start_with(bus: Bus, settings: Settings, engine: ChatEngine | None = N
         engine = await asyncio.to_thread(build_engine, settings)
     if settings.warmup:
         await warm_up(engine, settings.warmup_system_prompt)
+    inflight: InFlight[Key] = InFlight()
     replier = Replier(
         engine,
-        bus,
+        NotingPublisher(bus, inflight),
         first_chunk_words=settings.first_chunk_words,
         chunk_max_words=settings.chunk_max_words,
     )
+    metrics.QUEUE_DEPTH.labels("llm", "requests").set_function(lambda: replier.waiting)
+    metrics.count_engine_errors_from("llm", engine.name)
 
     async def on_request(message: LlmRequest, _subject: str) -> None:
-        if not replier.submit(message):
+        if replier.submit(message):
+            inflight.add((message.session_id, message.turn_id))
+        else:
             bus.count_drop(LLM_REQUEST, "stale")
 
     async def on_control(message: Cancel, _subject: str) -> None:
@@ -90,20 +101,30 @@ async def start_with(bus: Bus, settings: Settings, engine: ChatEngine | None = N
             replier.end_session(message.session_id)
             bus.forget_session(message.session_id)
 
+    requests = await bus.subscribe(LLM_REQUEST, on_request)
     subscriptions = [
-        await bus.subscribe(LLM_REQUEST, on_request),
+        requests,
         await bus.subscribe(CONTROL, on_control),
         await bus.subscribe(SESSION, on_session),
     ]
 
+    async def drain(deadline: float) -> None:
+        # Out of the queue group (the requests already delivered are still taken),
+        # then the accepted replies run to their end; Cancels still reach them.
+        with contextlib.suppress(Exception):  # the connection may be closing
+            await requests.drain()  # type: ignore[no-untyped-call]  # nats-py leaves it untyped
+        await inflight.wait_idle(deadline)
+        log.info("drained: %d repl(ies) unfinished", len(inflight))
+
     async def stop() -> None:
         for subscription in subscriptions:
-            await subscription.unsubscribe()
+            with contextlib.suppress(Exception):  # drained already, or the connection is closing
+                await subscription.unsubscribe()
         await replier.close()
         if owned:
             await asyncio.to_thread(engine.close)
 
-    return stop
+    return Graceful(stop, drain)
 
 
 async def start(bus: Bus, readiness: Readiness) -> Stop:

@@ -238,6 +238,16 @@ class DecodePlanner:
         session = self._sessions.get(job.session_id)
         return session.utterances.get(job.turn_id) if session else None
 
+    def pending(self, now: float) -> int:
+        """Decodes due now and not running: what the single decode thread owes (the
+        queue-depth gauge; a final waiting here delays a reply)."""
+        return sum(
+            1
+            for session in self._sessions.values()
+            for u in session.utterances.values()
+            if u.final_ready(now) or u.speculation_due(now) or u.partial_due()
+        )
+
     def next_deadline(self) -> float | None:
         """The earliest time something becomes due without a new message."""
         times = [s.last_seen + self._idle_s for s in self._sessions.values()]

@@ -14,11 +14,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from nats.aio.subscription import Subscription
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 
 from proto.messages import (
+    Handover,
     SessionEnded,
     SessionStarted,
     SpeechEnded,
@@ -28,13 +30,15 @@ from proto.messages import (
     TranscriptPartial,
 )
 from proto.subjects import AUDIO_IN, SESSION, TRANSCRIPT, VAD, Channel
-from services.common import metrics
+from services.common import metrics, telemetry
+from services.common.assignment import AssignedSessions, Route
 from services.common.bus import Bus
 from services.common.probes import Readiness
-from services.common.runner import Stop, main
+from services.common.runner import Graceful, Stop, main
 from services.stt.config import Settings
 from services.stt.engine import SAMPLE_RATE, SpeechRecognizer, load_recognizer
 from services.stt.planner import DecodePlanner, Job, Outcome
+from services.stt.tracing import DecodeTraces
 
 log = logging.getLogger(__name__)
 
@@ -59,35 +63,49 @@ DECODE_SECONDS = Histogram(
 
 class SttService:
     def __init__(
-        self, bus: Bus, recognizer: SpeechRecognizer, planner: DecodePlanner, executor: ThreadPoolExecutor
+        self,
+        bus: Bus,
+        recognizer: SpeechRecognizer,
+        planner: DecodePlanner,
+        executor: ThreadPoolExecutor,
+        replica_id: str | None = None,
     ) -> None:
         self._bus = bus
         self._recognizer = recognizer
         self._engine = str(getattr(recognizer, "name", type(recognizer).__name__))
         self._planner = planner
         self._executor = executor
+        self._traces = DecodeTraces()  # the worker decodes in the trace of the turn
         self._wake = asyncio.Event()
-        self._subs: list[Subscription] = []
         self._worker: asyncio.Task[None] | None = None
+        # Audio, VAD and session each get a subscription per owned session: nats-py
+        # runs one subscription's callbacks in order, so VAD never waits behind audio.
+        routes = [
+            Route(AUDIO_IN, self._on_audio, traced=False),
+            Route(VAD, self._on_vad),
+            Route(SESSION, self._on_session),
+        ]
+        self._assignment = AssignedSessions(bus, SERVICE, routes, self, replica_id=replica_id)
+        self._speaking: dict[str, int] = {}  # session -> utterance whose final is not out yet
 
     async def start(self) -> None:
         self._worker = asyncio.create_task(self._run(), name="stt-worker")
-        # Audio, VAD and session each get a subscription: nats-py runs one
-        # subscription's callbacks in order, so VAD never waits behind audio.
-        self._subs = [
-            await self._bus.subscribe(AUDIO_IN, self._on_audio, traced=False),
-            await self._bus.subscribe(VAD, self._on_vad),
-            await self._bus.subscribe(SESSION, self._on_session),
-        ]
+        await self._assignment.start()
 
     @property
     def healthy(self) -> bool:
         return self._worker is not None and not self._worker.done()
 
+    @property
+    def engine(self) -> str:
+        return self._engine
+
+    async def drain(self, deadline: float) -> None:
+        """Sessions go back to the edge between utterances; a new owner takes the next one."""
+        await self._assignment.drain(deadline)
+
     async def stop(self) -> None:
-        for sub in self._subs:
-            with contextlib.suppress(Exception):  # the connection may already be gone
-                await sub.unsubscribe()
+        await self._assignment.stop()
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -95,19 +113,39 @@ class SttService:
         # A decode in flight finishes in its thread; nobody waits for it.
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    # --- session assignment (services.common.assignment.SessionState) -------
+
+    def acquired(self, session_id: str, handover: Handover | None) -> None:
+        # Opened now: it may have been here before (closed sessions stay refused).
+        self._planner.open(session_id, time.monotonic())
+        metrics.ACTIVE_SESSIONS.labels(SERVICE).set(self._planner.active_sessions)
+
+    def released(self, session_id: str) -> Handover | None:
+        self._planner.close(session_id)
+        self._speaking.pop(session_id, None)
+        self._bus.forget_session(session_id)
+        self._traces.forget(session_id)
+        metrics.ACTIVE_SESSIONS.labels(SERVICE).set(self._planner.active_sessions)
+        return None  # the next owner starts with the next utterance: nothing to hand over
+
+    def idle(self, session_id: str) -> bool:
+        return session_id not in self._speaking
+
     # --- handlers: record, never decode -------------------------------------
 
     async def _on_audio(self, message: Any, _subject: str) -> None:
-        self._note(AUDIO_IN, self._planner.on_frame(message, time.monotonic()))
+        self._note(AUDIO_IN, self._planner.on_frame(message, time.monotonic()), message)
 
     async def _on_vad(self, message: Any, _subject: str) -> None:
         now = time.monotonic()
         if isinstance(message, SpeechStarted):
-            self._note(VAD, self._planner.on_speech_started(message, now))
+            sid = message.session_id
+            self._speaking[sid] = max(message.turn_id, self._speaking.get(sid, 0))
+            self._note(VAD, self._planner.on_speech_started(message, now), message)
         elif isinstance(message, SpeechPaused):
-            self._note(VAD, self._planner.on_speech_paused(message, now))
+            self._note(VAD, self._planner.on_speech_paused(message, now), message)
         elif isinstance(message, SpeechEnded):
-            self._note(VAD, self._planner.on_speech_ended(message, now))
+            self._note(VAD, self._planner.on_speech_ended(message, now), message)
 
     async def _on_session(self, message: Any, _subject: str) -> None:
         if isinstance(message, SessionStarted):
@@ -115,10 +153,12 @@ class SttService:
         elif isinstance(message, SessionEnded):
             self._planner.close(message.session_id)
             self._bus.forget_session(message.session_id)
+            self._traces.forget(message.session_id)
         self._note(SESSION, Outcome.ACCEPTED)
 
-    def _note(self, channel: Channel, outcome: Outcome) -> None:
+    def _note(self, channel: Channel, outcome: Outcome, message: Any = None) -> None:
         if outcome is Outcome.ACCEPTED:
+            self._traces.note(message)  # the handler's trace context, for the worker
             self._wake.set()
         else:
             self._bus.count_drop(channel, outcome.value)
@@ -143,16 +183,21 @@ class SttService:
         for session_id in self._planner.expire(now):
             log.info("session %s idle: forgotten", session_id)
             self._bus.forget_session(session_id)
+            self._traces.forget(session_id)
             metrics.ACTIVE_SESSIONS.labels(SERVICE).set(self._planner.active_sessions)
         job = self._planner.next_job(now)
         if job is None:
             await self._sleep(self._planner.next_deadline(), now)
             return
         text: str | None = None
+        # Decode and publish in the turn's trace: the worker is outside every handler.
+        token = otel_context.attach(self._traces.context_for(job))
         try:
             text = await self._decode(job)
             await self._publish(job, text)
         finally:
+            otel_context.detach(token)
+            self._traces.finished(job)
             self._planner.finish(job, text)
 
     async def _sleep(self, deadline: float | None, now: float) -> None:
@@ -164,17 +209,32 @@ class SttService:
         """The job's text; None for a failed partial (a failed final is "")."""
         if job.text is not None:
             return job.text  # a partial already heard the whole utterance
-        started = time.perf_counter()
-        try:
-            loop = asyncio.get_running_loop()
-            text = await loop.run_in_executor(self._executor, self._recognizer.transcribe, job.samples)
-        except Exception:
-            metrics.ENGINE_ERRORS.labels(SERVICE, self._engine).inc()
-            log.exception("%s decode failed (session %s turn %d)", job.kind, job.session_id, job.turn_id)
-            # The turn manager still needs to know the utterance is over.
-            return "" if job.kind == "final" else None
-        DECODE_SECONDS.labels(SERVICE, job.kind).observe(time.perf_counter() - started)
-        return text
+        with telemetry.tracer().start_as_current_span(
+            "stt decode", attributes=self._decode_attributes(job), record_exception=False
+        ) as span:
+            started = time.perf_counter()
+            try:
+                loop = asyncio.get_running_loop()
+                text = await loop.run_in_executor(self._executor, self._recognizer.transcribe, job.samples)
+            except Exception as exc:
+                metrics.ENGINE_ERRORS.labels(SERVICE, self._engine).inc()
+                span.set_attribute("error.type", type(exc).__name__)
+                span.set_status(trace.StatusCode.ERROR)
+                log.exception("%s decode failed (session %s turn %d)", job.kind, job.session_id, job.turn_id)
+                # The turn manager still needs to know the utterance is over.
+                return "" if job.kind == "final" else None
+            DECODE_SECONDS.labels(SERVICE, job.kind).observe(time.perf_counter() - started)
+            span.set_attributes(telemetry.text_attributes("voice_agent.transcript", text))
+            return text
+
+    def _decode_attributes(self, job: Job) -> dict[str, str | int | float]:
+        return {
+            "voice_agent.session_id": job.session_id,
+            "voice_agent.turn_id": job.turn_id,
+            "voice_agent.decode_kind": job.kind,
+            "voice_agent.audio_seconds": round(job.samples.size / SAMPLE_RATE, 3),
+            "voice_agent.engine": self._engine,
+        }
 
     async def _publish(self, job: Job, text: str | None) -> None:
         if text is None or not self._planner.is_open(job.session_id):
@@ -229,6 +289,8 @@ class SttService:
             heard_until=job.heard_until,
         )
         await self._bus.publish(TRANSCRIPT, final)
+        if self._speaking.get(sid, -1) <= job.turn_id:
+            self._speaking.pop(sid, None)  # between utterances: the session may move now
         latency = time.monotonic() - job.ended_received_at
         FINAL_LATENCY.labels(SERVICE).observe(latency)
         log.info(
@@ -241,7 +303,9 @@ class SttService:
         )
 
 
-async def start_with(bus: Bus, settings: Settings, recognizer: SpeechRecognizer | None = None) -> SttService:
+async def start_with(
+    bus: Bus, settings: Settings, recognizer: SpeechRecognizer | None = None, replica_id: str | None = None
+) -> SttService:
     """Load and warm the recognizer (unless given), subscribe, start the worker."""
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stt-decode")
     if recognizer is None:
@@ -265,9 +329,11 @@ async def start_with(bus: Bus, settings: Settings, recognizer: SpeechRecognizer 
         session_idle_s=settings.session_idle_s,
         reuse_partials=settings.reuse_partials,
     )
-    service = SttService(bus, recognizer, planner, executor)
+    service = SttService(bus, recognizer, planner, executor, replica_id)
     await service.start()
     metrics.ACTIVE_SESSIONS.labels(SERVICE).set(0)
+    metrics.QUEUE_DEPTH.labels(SERVICE, "decode").set_function(lambda: planner.pending(time.monotonic()))
+    metrics.count_engine_errors_from(SERVICE, service.engine)
     return service
 
 
@@ -275,7 +341,7 @@ async def start(bus: Bus, readiness: Readiness) -> Stop:
     service = await start_with(bus, Settings())
     # A dead worker would swallow audio silently: report not ready instead.
     readiness.checks.append(lambda: service.healthy)
-    return service.stop
+    return Graceful(service.stop, service.drain)
 
 
 def run() -> None:

@@ -23,9 +23,10 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 
 from opentelemetry import context as otel_context
+from opentelemetry import trace
 
 from proto.messages import AudioChunk, TextChunk
-from services.common import metrics
+from services.common import metrics, telemetry
 from services.tts.engine import SpeechSynthesizer
 from services.tts.split import split_pcm
 
@@ -35,8 +36,10 @@ Publish = Callable[[AudioChunk], Awaitable[None]]
 NextSeq = Callable[[str], int]
 CountDrop = Callable[[str], None]
 
+# Only a reply's first chunk: later chunks queue behind the earlier ones' synthesis by
+# design, their wait says nothing about how soon the reply is heard.
 FIRST_AUDIO = metrics.latency_histogram(
-    "tts_first_audio", "TextChunk received to its first audio piece published"
+    "tts_first_audio", "A reply's first TextChunk received to its first audio piece published"
 )
 # Session ids remembered after SessionEnded, so late chunks do not revive a worker.
 ENDED_MEMORY = 4096
@@ -137,6 +140,15 @@ class Speaker:
     def session_count(self) -> int:
         return len(self._sessions)
 
+    @property
+    def engine(self) -> str:
+        return self._engine
+
+    @property
+    def pending(self) -> int:
+        """TextChunks waiting for synthesis, over every session (the queue-depth gauge)."""
+        return sum(session.queue.qsize() for session in self._sessions.values())
+
     # --- the worker ---------------------------------------------------------
 
     def _session(self, session_id: str) -> _Session:
@@ -173,8 +185,28 @@ class Speaker:
                 otel_context.detach(token)
 
     async def _speak(self, session: _Session, request: _Request) -> None:
+        """One span per synthesis, in the trace of the TextChunk that asked for it; the
+        AudioChunks are published inside it."""
+        chunk = request.chunk
+        with telemetry.tracer().start_as_current_span(
+            "tts synthesize", attributes=self._span_attributes(chunk), record_exception=False
+        ) as span:
+            parts = await self._speak_pieces(session, request)
+            span.set_attribute("voice_agent.parts", parts)
+
+    def _span_attributes(self, chunk: TextChunk) -> dict[str, str | int | bool]:
+        return {
+            "voice_agent.session_id": chunk.session_id,
+            "voice_agent.turn_id": chunk.turn_id,
+            "voice_agent.chunk_index": chunk.index,
+            "voice_agent.last": chunk.last,
+            "voice_agent.engine": self._engine,
+            **telemetry.text_attributes("voice_agent.text", chunk.text),
+        }
+
+    async def _speak_pieces(self, session: _Session, request: _Request) -> int:
         """Publish the chunk's audio piece by piece, holding one piece back so the
-        last one can carry ``final_part``."""
+        last one can carry ``final_part``; returns the pieces published."""
         chunk = request.chunk
         part = 0
         held: bytes | None = None
@@ -182,17 +214,18 @@ class Speaker:
             async for piece in pieces:
                 if held is not None:
                     if session.drop_reason(chunk.turn_id):
-                        return
+                        return part
                     await self._emit(chunk, part, held, False, request.received_at)
                     part += 1
                     # A Cancel arriving mid-utterance gets its turn between pieces.
                     await asyncio.sleep(0)
                 held = piece
         if session.drop_reason(chunk.turn_id):
-            return
+            return part
         # No audio (empty text, unspeakable, engine failure) still closes the chunk,
         # so the edge is not left waiting for it.
         await self._emit(chunk, part, held or b"", True, request.received_at)
+        return part + 1
 
     async def _pieces(self, text: str) -> AsyncGenerator[bytes, None]:
         """Pieces of at most max_chunk_ms, as the engine produces audio in a thread."""
@@ -205,9 +238,13 @@ class Speaker:
             while (pcm := await loop.run_in_executor(self._executor, next, audio, None)) is not None:
                 for piece in split_pcm(pcm, rate, self._max_chunk_ms):
                     yield piece
-        except Exception:  # the engine failed on this text: the service goes on
+        except Exception as exc:  # the engine failed on this text: the service goes on
             metrics.ENGINE_ERRORS.labels(self._service, self._engine).inc()
-            log.exception("synthesis failed for %r", text[:80])
+            # The generator runs in _speak's task: the current span is the synthesis'.
+            span = trace.get_current_span()
+            span.set_attribute("error.type", type(exc).__name__)
+            span.set_status(trace.StatusCode.ERROR)
+            log.exception("synthesis failed for %s", telemetry.loggable_text(text))
 
     async def _emit(self, chunk: TextChunk, part: int, pcm: bytes, final: bool, received_at: float) -> None:
         message = AudioChunk(
@@ -224,7 +261,7 @@ class Speaker:
             allow_interruptions=chunk.allow_interruptions,
         )
         await self._publish(message)
-        if part == 0 and pcm:
+        if part == 0 and pcm and chunk.index == 0:
             FIRST_AUDIO.labels(self._service).observe(time.monotonic() - received_at)
 
 

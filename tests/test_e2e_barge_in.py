@@ -1,0 +1,204 @@
+"""End to end: the user talks over the agent, through the whole stack.
+
+`python -m stack`, a Python WebRTC client speaking real speech, and a Bus on the
+stack's NATS watching the services. One conversation asks for a long story, then
+over the agent's voice: a burst of noise and a "yeah, yeah" (neither may cut it),
+then a real sentence (it must: the audio stops at the client, and the next
+request's history holds only what was played, marked interrupted). A second
+stack, whose greeting is uninterruptible, is talked over during the greeting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from functools import cache
+
+import numpy as np
+import pytest
+
+from proto import messages as m
+from services.edge.ice import use_host_addresses
+from services.tts.engine import load_piper
+from tests.bus_watch import BusWatch
+from tests.e2e_audio import to_16k, transcribe
+from tests.stack_process import StackProcess
+from tests.support import librivox_utterances, word_error_rate
+from tests.support import normalize_words as words_of
+from tests.webrtc_client import EdgeClient, Spoken
+
+pytestmark = pytest.mark.e2e
+OUT_RATE = 48000
+ASK_FOR_A_STORY = "Please tell me a long story about a brave knight and a dragon."
+LONG_GREETING = (
+    "Hello! I am Ava, your voice assistant. I can answer questions, tell you stories, "
+    "and help you think things through. What would you like to talk about today?"
+)
+INTERRUPT_SPEECH_S = 0.3  # EDGE_INTERRUPT_SPEECH_MS, the default
+
+
+@cache
+def synthesized(text: str) -> np.ndarray:
+    """``text`` in the project's own voice, 16 kHz PCM16."""
+    voice = load_piper()
+    pcm = np.frombuffer(b"".join(voice.synthesize(text)), dtype=np.int16)
+    return (to_16k(pcm, voice.sample_rate) * 32767).astype(np.int16)
+
+
+def noise_burst(seconds: float = 0.4, level: float = 4000.0) -> np.ndarray:
+    """A door slam or a cough's worth of broadband noise, with a fast attack and decay."""
+    rng = np.random.default_rng(7)
+    n = int(seconds * 16000)
+    envelope = np.exp(-np.linspace(0, 6, n))
+    return (rng.normal(0, level, n) * envelope).clip(-32768, 32767).astype(np.int16)
+
+
+def sound_span(client: EdgeClient, start: float, end: float, rms: float = 300.0) -> float:
+    """Seconds of loud received audio between ``start`` and ``end`` (arrival times)."""
+    loud = [t for t, pcm in client.received if start <= t < end and _rms(pcm) > rms]
+    return len(loud) * 0.02
+
+
+def _rms(pcm: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2))) if pcm.size else 0.0
+
+
+async def _said(spoken: Spoken, within: float = 30.0) -> float:
+    """When the client's microphone sent the last sample of ``spoken``."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if spoken.ended_at is not None:
+            return spoken.ended_at
+        await asyncio.sleep(0.02)
+    raise TimeoutError("the utterance was not sent")
+
+
+async def _speak_and_wait_for_reply(client: EdgeClient, text: str, after_turn: int) -> int:
+    client.say(synthesized(text))
+    final = await client.wait_for_event(
+        "transcript", within=40, where=lambda e: e["final"] and e["turn_id"] > after_turn
+    )
+    turn = int(final["turn_id"])
+    await client.wait_for_event("agent_started_speaking", within=60, where=lambda e: e["turn_id"] == turn)
+    return turn
+
+
+async def _not_cut_by(client: EdgeClient, turn: int, pcm: np.ndarray, what: str) -> None:
+    """Say ``pcm`` over reply ``turn``: the reply is not interrupted and its voice goes on."""
+    await _said(client.say(pcm))
+    await asyncio.sleep(1.6)  # the longest a false interruption may pause the agent (1.5 s)
+    interrupted = [e for e in client.events if e["type"] == "interrupted" and e["turn_id"] == turn]
+    assert not interrupted, f"{what} cut the agent off: {interrupted}"
+    stopped = [e for e in client.events if e["type"] == "agent_stopped_speaking" and e["turn_id"] == turn]
+    assert not stopped, f"the story ended too soon to test {what}: {stopped}"
+    now = time.time()
+    assert sound_span(client, now - 0.5, now) > 0.2, f"the agent's voice did not go on after {what}"
+
+
+async def test_talking_over_the_agent(agent_stack: StackProcess) -> None:
+    use_host_addresses(["127.0.0.1"])
+    interruption = {u.name.rsplit("-", 1)[-1]: u for u in librivox_utterances()}["0870"]
+    watch = await BusWatch.connect(agent_stack.nats_url)
+    client = EdgeClient(agent_stack.edge_url)
+    await client.connect()
+    try:
+        sid = (await client.wait_for_event("session", within=15))["session_id"]
+        await client.wait_for_event("agent_stopped_speaking", within=60, where=lambda e: e["turn_id"] == 0)
+        story = await _speak_and_wait_for_reply(client, ASK_FOR_A_STORY, 0)
+        await asyncio.sleep(1.0)
+        await _not_cut_by(client, story, noise_burst(), "a burst of noise")
+        await _not_cut_by(client, story, synthesized("Yeah, yeah."), "a backchannel")
+
+        spoken = client.say(interruption.pcm16())
+        stopped = await client.wait_for_event(
+            "agent_stopped_speaking", within=20, where=lambda e: e["turn_id"] == story
+        )
+        assert stopped["interrupted"] is True, stopped
+        assert spoken.started_at is not None
+        onset = spoken.started_at
+        ended_at = await _said(spoken)
+        silent_from = _last_sound(client, onset, ended_at)
+        stop_ms = (silent_from - onset) * 1000
+        print(f"\ninterrupting speech onset -> agent silent at the client: {stop_ms:.0f} ms")
+        # 300 ms of speech to decide, a frame to stop, the client's jitter buffer and
+        # the speech's own onset inside the file: well under a second.
+        assert silent_from - onset < INTERRUPT_SPEECH_S + 0.7
+        assert sound_span(client, silent_from + 0.1, ended_at) == 0.0, "the agent spoke over the user"
+
+        request = await watch.wait_for(m.LlmRequest, sid, within=60, where=lambda r: r.turn_id > story)
+        _history_holds_what_was_heard(watch, sid, request, story, stopped["heard_text"])
+        _heard_text_matches_the_audio(client, stopped, onset)
+    finally:
+        await client.close()
+        await watch.bus.close()
+
+
+def _last_sound(client: EdgeClient, start: float, end: float) -> float:
+    loud = [t for t, pcm in client.received if start <= t < end and _rms(pcm) > 300.0]
+    assert loud, "no agent audio after the interruption began"
+    return loud[-1]
+
+
+def _history_holds_what_was_heard(
+    watch: BusWatch, sid: str, request: m.LlmRequest, story: int, heard: str
+) -> None:
+    (done,) = watch.all(m.LlmDone, sid, lambda d: d.turn_id == story) or [None]
+    assistant = [c for c in request.messages if c.role == "assistant" and c.interrupted]
+    assert assistant, f"no interrupted assistant message in {request.messages}"
+    said = assistant[-1].content
+    assert said == heard.strip(), (said, heard)
+    generated = done.text if done is not None else ""
+    print(f"heard {len(said.split())} words of {len(generated.split())} generated: {said!r}")
+    assert said and words_of(generated).startswith(words_of(said))
+    assert len(said.split()) < len(generated.split()), "the whole reply went into the history"
+
+
+def _heard_text_matches_the_audio(client: EdgeClient, stopped: dict[str, object], onset: float) -> None:
+    started = next(
+        e
+        for e in client.events
+        if e["type"] == "agent_started_speaking" and e["turn_id"] == stopped["turn_id"]
+    )
+    audio = client.audio_between(float(started["received_at"]) - 0.2, onset + 1.0)
+    heard_at_client = transcribe(audio, OUT_RATE)
+    said = str(stopped["heard_text"])
+    print(f"client heard {heard_at_client!r}; edge says it played {said!r}")
+    assert word_error_rate(said, heard_at_client) <= 0.6, (said, heard_at_client)
+
+
+@pytest.fixture(scope="module")
+def uninterruptible_greeting_stack() -> Iterator[StackProcess]:
+    env = {"TURNS_GREETING_INTERRUPTIBLE": "false", "TURNS_GREETING": LONG_GREETING}
+    process = StackProcess(env).start()
+    yield process
+    process.stop()
+
+
+async def test_an_uninterruptible_greeting_plays_to_its_end(
+    uninterruptible_greeting_stack: StackProcess,
+) -> None:
+    use_host_addresses(["127.0.0.1"])
+    interruption = {u.name.rsplit("-", 1)[-1]: u for u in librivox_utterances()}["0870"]
+    client = EdgeClient(uninterruptible_greeting_stack.edge_url)
+    await client.connect()
+    try:
+        started = await client.wait_for_event(
+            "agent_started_speaking", within=60, where=lambda e: e["turn_id"] == 0
+        )
+        await asyncio.sleep(1.0)
+        client.say(interruption.pcm16())
+        stopped = await client.wait_for_event(
+            "agent_stopped_speaking", within=60, where=lambda e: e["turn_id"] == 0
+        )
+        played = float(stopped["received_at"]) - float(started["received_at"])
+        greeting_s = synthesized(LONG_GREETING).size / 16000
+        print(f"\ngreeting of {greeting_s:.1f} s played for {played:.1f} s while the user spoke")
+        assert stopped["interrupted"] is False
+        assert words_of(stopped["heard_text"]) == words_of(LONG_GREETING)
+        assert played >= greeting_s - 0.5
+        assert not [e for e in client.events if e["type"] == "interrupted"]
+        # The user was heard all the same: the next reply answers what they said.
+        await client.wait_for_event("transcript", within=40, where=lambda e: e["final"] and e["turn_id"] > 0)
+    finally:
+        await client.close()
