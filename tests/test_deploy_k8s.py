@@ -32,7 +32,13 @@ SCALABLE = set(SERVICES)
 ASSIGNED = {"stt", "turns"}
 # The least memory each service's limit must allow (measured resident sizes, warm, x ~1.5).
 MIN_MEMORY_LIMIT = {"edge": 512, "stt": 768, "turns": 128, "llm": 1024, "tts": 512}  # MiB
-COMMON_SETTINGS = {"NATS_URL", "LOG_LEVEL", "PYTHONUNBUFFERED", "VOICE_AGENT_SHUTDOWN_GRACE_S"}
+COMMON_SETTINGS = {
+    "NATS_URL",
+    "LOG_LEVEL",
+    "PYTHONUNBUFFERED",
+    "VOICE_AGENT_SHUTDOWN_GRACE_S",
+    "VOICE_AGENT_TRACE_TEXT",
+}
 SECRET_WORDS = re.compile(r"(^|_)(KEY|SECRET|TOKEN|PASSWORD|CREDENTIAL|USERNAME)(_|$)", re.IGNORECASE)
 SECRET_VALUES = re.compile(r"^(sk-|ghp_|xox[bp]-|AKIA)|BEGIN [A-Z ]*PRIVATE KEY")
 CRDS = {"PodMonitor"}  # no schema offline; validated by the operator's CRD in a cluster

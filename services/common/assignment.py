@@ -119,6 +119,7 @@ class AssignedSessions:
             ASSIGN, ASSIGN.subject(self.service), self._on_request, queue=self.service
         )
         self._serving = [lease, self._assign]
+        await self._bus.flush()  # in place on the server before edges hear of this replica
         self._ticker = asyncio.create_task(self._tick_forever(), name=f"{self.service}-assignment")
         OWNED.labels(self.service).set(0)
         await self._announce()

@@ -174,7 +174,13 @@ class Bus:
                 raise
 
     async def flush(self) -> None:
-        """Round-trip to the server: every subscription made so far is in place."""
+        """Every subscription made so far is in place on the server.
+
+        Two round trips, not one: nats-py writes a flush's PING at once, ahead of
+        commands (a SUB) still queued for its flusher task, so the first PONG can
+        come back before the server has the SUB. The second PING goes out after them.
+        """
+        await self._nc.flush()
         await self._nc.flush()
 
     # --- request/reply (session assignment: proto.subjects.Endpoint) --------

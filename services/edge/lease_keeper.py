@@ -65,6 +65,7 @@ class LeaseKeeper:
 
     async def start(self) -> None:
         self._heartbeats = await self._bus.subscribe(REPLICAS, self._on_status, traced=False)
+        await self._bus.flush()  # hears the heartbeats from now on
         self._ticker = asyncio.create_task(self._tick_forever(), name="edge-leases")
 
     async def open(self, session_id: str) -> None:
