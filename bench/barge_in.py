@@ -1,9 +1,10 @@
 """The barge-in scenario: the user talks over the agent, measured in the page.
 
-The microphone asks for a long story, waits until the agent is well into it, then
-talks over it with a LibriVox sentence; again for each interruption. Then it asks
-for another story and, over it, plays sounds that must not cut the agent: a burst
-of noise, a cough, a "yeah, yeah" backchannel (twice each).
+The microphone asks for a long story, waits until the agent is into its reply, then
+talks over it with a LibriVox sentence; again for each interruption. Then, once per
+sound, it asks again and plays over the reply a sound that must not cut the agent: a
+burst of noise, a cough, a "yeah, yeah" backchannel (twice each). One sound per reply:
+the default model's replies are often a sentence or two long.
 
 From the page's WebAudio timelines and events, per stimulus played while the
 agent's voice was on the remote track:
@@ -33,11 +34,13 @@ from bench.stats import summarize, verdict
 PROMPT = "Please tell me a long story about a brave knight and a dragon."
 BACKCHANNEL = "Yeah, yeah."
 FALSE_KINDS = ("noise", "cough", "backchannel")
-INTO_THE_REPLY_S = 4.5  # after the prompt ends: the reply has started (v2v ~1.5 s) and plays on
+INTO_THE_REPLY_S = 3.0  # after the prompt ends: the reply has started (v2v ~1.5 s) and plays on
 AFTER_INTERRUPTION_S = 9.0  # the agent answers the interrupting sentence meanwhile
-BETWEEN_FALSE_S = 3.0  # longer than a false interruption may pause the agent (1.5 s)
+AFTER_FALSE_S = 8.0  # the reply plays on (a false interruption pauses it 1.5 s at most) and ends
 PLAYING_BEFORE_MS = 500.0  # agent audio this close before the onset: the agent was speaking
 ONSET_WINDOW_MS = 400.0
+INTERRUPT_DECISION_MS = 300.0  # EDGE_INTERRUPT_SPEECH_MS: no cut can come sooner
+ENDED_ITSELF_MS = 300.0  # a reply ending this soon after the onset was over before any cut
 AFTER_STOP_EVENT_MS = 400.0  # audio sent before the stop still crosses Chromium's jitter buffer
 FALSE_WINDOW_MS = 3000.0  # a cut this long after a false stimulus ended is its doing
 
@@ -116,11 +119,14 @@ def build(
     for utterance in interruptions:
         layout.add("prompt", "story", prompt, INTO_THE_REPLY_S)
         layout.add("interrupt", utterance.name, utterance.pcm, AFTER_INTERRUPTION_S)
-    layout.add("prompt", "story", prompt, INTO_THE_REPLY_S)
     for round_ in (1, 2):
-        layout.add("noise", f"noise-{round_}", noise_burst(seed=round_), BETWEEN_FALSE_S)
-        layout.add("cough", f"cough-{round_}", cough(seed=10 + round_), BETWEEN_FALSE_S)
-        layout.add("backchannel", f"backchannel-{round_}", backchannel, BETWEEN_FALSE_S)
+        for kind, sound in (
+            ("noise", noise_burst(seed=round_)),
+            ("cough", cough(seed=10 + round_)),
+            ("backchannel", backchannel),
+        ):
+            layout.add("prompt", "story", prompt, INTO_THE_REPLY_S)
+            layout.add(kind, f"{kind}-{round_}", sound, AFTER_FALSE_S)
     return layout.stimuli, np.concatenate(layout.pieces)
 
 
@@ -169,6 +175,8 @@ def _trial(
         cut = bool(cut and ended is not None and ended["at"] <= limit + FALSE_WINDOW_MS)
         return Trial(kind, name, onset, turn, cut, paused, None)
     if not cut or ended is None:
+        if ended is not None and ended["at"] - onset < ENDED_ITSELF_MS + INTERRUPT_DECISION_MS:
+            return Trial(kind, name, onset, None, False, paused, None, "the reply ended on its own")
         return Trial(kind, name, onset, turn, False, paused, None, "the reply was not cut")
     voice = loud_blocks(remote, onset - block_ms, ended["at"] + AFTER_STOP_EVENT_MS, block_ms)
     stop = voice[1] if voice else onset

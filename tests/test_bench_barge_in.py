@@ -35,8 +35,9 @@ def test_build_asks_then_talks_over_each_reply_then_plays_false_alarms() -> None
         [Utterance("a", "x", voice), Utterance("b", "y", voice)], voice, voice, lead_in_s=1.0
     )
     kinds = [s.kind for s in found]
-    assert kinds[:5] == ["prompt", "interrupt", "prompt", "interrupt", "prompt"]
-    assert sorted(kinds[5:]) == sorted(["noise", "cough", "backchannel"] * 2)
+    assert kinds[:4] == ["prompt", "interrupt", "prompt", "interrupt"]
+    assert kinds[4::2] == ["prompt"] * 6  # one sound over each reply
+    assert sorted(kinds[5::2]) == sorted(["noise", "cough", "backchannel"] * 2)
     first, interrupt = found[0].placed, found[1].placed
     assert first.speech_start_s == 1.25
     assert interrupt.start_s == first.end_s + barge_in.INTO_THE_REPLY_S
@@ -66,6 +67,18 @@ def test_a_reply_that_was_not_cut_is_a_miss_not_a_time() -> None:
     ]
     interrupt = trials(stimuli, mic, remote, events, BLOCK)[1]
     assert (interrupt.cut, interrupt.stop_ms, interrupt.note) == (False, None, "the reply was not cut")
+
+
+def test_a_reply_that_ended_on_its_own_at_the_onset_is_no_trial() -> None:
+    stimuli = [stimulus("prompt", 1.0, 2.0), stimulus("interrupt", 6.0, 8.0)]
+    mic = timeline([(1000, 2000), (6000, 8000)], 12000)
+    remote = timeline([(3500, 6300)], 12000)
+    events = [
+        event("agent_started_speaking", 1, 3300),
+        event("agent_stopped_speaking", 1, 6400, interrupted=False),
+    ]
+    interrupt = trials(stimuli, mic, remote, events, BLOCK)[1]
+    assert (interrupt.playing_turn, interrupt.note) == (None, "the reply ended on its own")
 
 
 def test_false_alarms_count_only_when_they_cut_the_reply() -> None:
