@@ -28,23 +28,30 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def analyze(run_dir: Path, run: dict[str, Any]) -> dict[str, Any]:
     """Read a run's raw files, write result.json and waterfall.png, return the result."""
     data = analyze_latency(run_dir, run) if (run_dir / "page.json").exists() else {"run": run}
-    if (run_dir / "barge-in-page.json").exists():
+    if (run_dir / "barge-in-plan.json").exists():
         data["barge_in"] = analyze_barge_in(run_dir, run)
     (run_dir / "result.json").write_text(json.dumps(data, indent=1))
     return data
 
 
 def analyze_barge_in(run_dir: Path, run: dict[str, Any]) -> dict[str, Any]:
-    saved = json.loads((run_dir / "barge-in-plan.json").read_text())["stimuli"]
-    stimuli = [barge_in.Stimulus(s.pop("kind"), Placed(**s)) for s in saved]
-    page = json.loads((run_dir / "barge-in-page.json").read_text())
-    events = page_audio.epoch_events(page["events"], float(page["timeOrigin"]))
-    found = barge_in.trials(stimuli, page["mic"], page["remote"], events, float(page["blockMs"]))
+    calls = json.loads((run_dir / "barge-in-plan.json").read_text())["calls"]
+    found: list[barge_in.Trial] = []
+    errors = []
+    for number, saved in enumerate(calls):
+        path = run_dir / f"barge-in-{number}-page.json"
+        if not path.exists():
+            continue
+        stimuli = [barge_in.Stimulus(s.pop("kind"), Placed(**s)) for s in saved]
+        page = json.loads(path.read_text())
+        events = page_audio.epoch_events(page["events"], float(page["timeOrigin"]))
+        found += barge_in.trials(stimuli, page["mic"], page["remote"], events, float(page["blockMs"]))
+        errors += [page["error"]] if page["error"] else []
     interrupt_ms = float(run.get("interrupt_speech_ms", 300))
     return {
         "summary": barge_in.summary(found, interrupt_ms),
         "trials": [dataclasses.asdict(t) for t in found],
-        "page_error": page["error"],
+        "page_errors": errors,
     }
 
 

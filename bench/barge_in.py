@@ -35,10 +35,10 @@ PROMPT = "Please tell me a long story about a brave knight and a dragon."
 BACKCHANNEL = "Yeah, yeah."
 FALSE_KINDS = ("noise", "cough", "backchannel")
 INTO_THE_REPLY_S = 3.0  # after the prompt ends: the reply has started (v2v ~1.5 s) and plays on
-AFTER_INTERRUPTION_S = 9.0  # the agent answers the interrupting sentence meanwhile
-AFTER_FALSE_S = 8.0  # the reply plays on (a false interruption pauses it 1.5 s at most) and ends
-PLAYING_BEFORE_MS = 500.0  # agent audio this close before the onset: the agent was speaking
+AFTER_INTERRUPTION_S = 4.0  # the cut and its events reach the page
+AFTER_FALSE_S = 5.0  # longer than a false interruption may pause the reply (1.5 s) + the window
 ONSET_WINDOW_MS = 400.0
+DRIFT = 0.12  # the fake microphone may run this much slower (or faster) than planned
 INTERRUPT_DECISION_MS = 300.0  # EDGE_INTERRUPT_SPEECH_MS: no cut can come sooner
 ENDED_ITSELF_MS = 300.0  # a reply ending this soon after the onset was over before any cut
 AFTER_STOP_EVENT_MS = 400.0  # audio sent before the stop still crosses Chromium's jitter buffer
@@ -112,50 +112,62 @@ def build(
     interruptions: Sequence[Utterance],
     prompt: np.ndarray,
     backchannel: np.ndarray,
-    lead_in_s: float = 7.0,
-) -> tuple[list[Stimulus], np.ndarray]:
-    """The scenario's stimuli and the microphone's samples (16 kHz PCM16)."""
-    layout = _Layout(lead_in_s)
-    for utterance in interruptions:
-        layout.add("prompt", "story", prompt, INTO_THE_REPLY_S)
-        layout.add("interrupt", utterance.name, utterance.pcm, AFTER_INTERRUPTION_S)
+    lead_in_s: float = 5.0,
+) -> list[tuple[list[Stimulus], np.ndarray]]:
+    """The scenario's calls: per call its two stimuli (the prompt, then the one over the
+    reply) and the microphone's samples (16 kHz PCM16). Each trial is a call of its own,
+    so every reply starts from a fresh history: the default model, shown its own reply
+    cut short, tends to say just that fragment again."""
+    sounds: list[tuple[str, str, np.ndarray, float]] = [
+        ("interrupt", u.name, u.pcm, AFTER_INTERRUPTION_S) for u in interruptions
+    ]
     for round_ in (1, 2):
-        for kind, sound in (
-            ("noise", noise_burst(seed=round_)),
-            ("cough", cough(seed=10 + round_)),
-            ("backchannel", backchannel),
-        ):
-            layout.add("prompt", "story", prompt, INTO_THE_REPLY_S)
-            layout.add(kind, f"{kind}-{round_}", sound, AFTER_FALSE_S)
-    return layout.stimuli, np.concatenate(layout.pieces)
+        sounds += [
+            ("noise", f"noise-{round_}", noise_burst(seed=round_), AFTER_FALSE_S),
+            ("cough", f"cough-{round_}", cough(seed=10 + round_), AFTER_FALSE_S),
+            ("backchannel", f"backchannel-{round_}", backchannel, AFTER_FALSE_S),
+        ]
+    calls = []
+    for kind, name, sound, then_s in sounds:
+        layout = _Layout(lead_in_s)
+        layout.add("prompt", "story", prompt, INTO_THE_REPLY_S)
+        layout.add(kind, name, sound, then_s)
+        calls.append((layout.stimuli, np.concatenate(layout.pieces)))
+    return calls
 
 
 def trials(
     stimuli: Sequence[Stimulus], mic: Timeline, remote: Timeline, events: Sequence[Event], block_ms: float
 ) -> list[Trial]:
     """Each stimulus with what it did to the agent. ``events`` carry ``at`` in epoch ms."""
-    origin = _origin(stimuli, mic)
-    found = []
+    return [
+        _trial(stimulus, onset, remote, events, block_ms)
+        for stimulus, onset in zip(stimuli, onsets(stimuli, mic), strict=True)
+    ]
+
+
+def onsets(stimuli: Sequence[Stimulus], mic: Timeline) -> list[float | None]:
+    """Where each stimulus begins at the microphone (epoch ms), or None if not found.
+
+    Chromium's fake microphone can play the WAV slower than real time on a loaded
+    machine (we measured 2.5 s of drift over 110 s), so a stimulus is looked for from
+    the previous one found, at the planned distance give or take a margin that grows
+    with it, not at one fixed origin.
+    """
+    found: list[float | None] = []
+    previous: tuple[float, float] | None = None  # (onset found, planned start) in ms
     for stimulus in stimuli:
-        onset = None
-        if origin is not None:
-            placed = stimulus.placed
-            span = loud_blocks(
-                mic,
-                origin + placed.speech_start_s * 1000 - ONSET_WINDOW_MS,
-                origin + placed.speech_end_s * 1000 + ONSET_WINDOW_MS,
-                block_ms,
-            )
-            onset = span[0] if span else None
-        found.append(_trial(stimulus, onset, remote, events, block_ms))
+        planned = stimulus.placed.speech_start_s * 1000
+        low, high = float("-inf"), float("inf")
+        if previous is not None:
+            gap = planned - previous[1]
+            low = previous[0] + gap * (1 - DRIFT) - ONSET_WINDOW_MS
+            high = previous[0] + gap * (1 + DRIFT) + ONSET_WINDOW_MS
+        onset = next((t for t, rms in mic if low <= t <= high and rms > LOUD_RMS), None)
+        found.append(onset)
+        if onset is not None:
+            previous = (onset, planned)
     return found
-
-
-def _origin(stimuli: Sequence[Stimulus], mic: Timeline) -> float | None:
-    first = next((t for t, rms in mic if rms > LOUD_RMS), None)
-    if first is None or not stimuli:
-        return None
-    return first - stimuli[0].placed.speech_start_s * 1000
 
 
 def _trial(
@@ -164,7 +176,7 @@ def _trial(
     kind, name = stimulus.kind, stimulus.placed.name
     if onset is None:
         return Trial(kind, name, None, None, False, False, None, "not heard at the microphone")
-    turn = _playing_turn(onset, remote, events, block_ms)
+    turn = _playing_turn(onset, events)
     if turn is None:
         return Trial(kind, name, onset, None, False, False, None, "the agent was not speaking")
     ended = _event(events, "agent_stopped_speaking", turn, after=onset)
@@ -178,17 +190,21 @@ def _trial(
         if ended is not None and ended["at"] - onset < ENDED_ITSELF_MS + INTERRUPT_DECISION_MS:
             return Trial(kind, name, onset, None, False, paused, None, "the reply ended on its own")
         return Trial(kind, name, onset, turn, False, paused, None, "the reply was not cut")
-    voice = loud_blocks(remote, onset - block_ms, ended["at"] + AFTER_STOP_EVENT_MS, block_ms)
-    stop = voice[1] if voice else onset
-    return Trial(kind, name, onset, turn, True, paused, round(stop - onset, 1))
+    voice = loud_blocks(remote, onset, ended["at"] + AFTER_STOP_EVENT_MS, block_ms)
+    if voice is None:  # between two chunks at the onset, and cut before the next
+        return Trial(kind, name, onset, turn, True, paused, None, "no agent voice after the onset")
+    return Trial(kind, name, onset, turn, True, paused, round(voice[1] - onset, 1))
 
 
-def _playing_turn(onset: float, remote: Timeline, events: Sequence[Event], block_ms: float) -> int | None:
-    """The reply whose voice was on the remote track just before ``onset``."""
-    if loud_blocks(remote, onset - PLAYING_BEFORE_MS, onset, block_ms) is None:
-        return None
+def _playing_turn(onset: float, events: Sequence[Event]) -> int | None:
+    """The reply the agent was speaking at ``onset``: started, not yet stopped (its
+    voice may be in a gap between two chunks; the edge counts that as speaking too)."""
     started = [e for e in events if e.get("type") == "agent_started_speaking" and e["at"] <= onset]
-    return int(started[-1]["turn_id"]) if started else None
+    if not started:
+        return None
+    turn = int(started[-1]["turn_id"])
+    stopped = [e for e in events if e.get("type") == "agent_stopped_speaking" and e.get("turn_id") == turn]
+    return None if any(e["at"] <= onset for e in stopped) else turn
 
 
 def _event(events: Sequence[Event], kind: str, turn: int, after: float) -> Event | None:

@@ -2,9 +2,9 @@
 
 Everything lands in the run's folder: ``microphone.wav``, ``plan.json`` (where each
 utterance sits in the WAV), ``page.json`` (what the page measured), ``traces.jsonl``
-(the services' spans) and ``stack.log``; the barge-in scenario, on the same agent in a
-second call, adds ``barge-in-microphone.wav``, ``barge-in-plan.json`` and
-``barge-in-page.json``. ``python -m bench --analyze <folder>`` reads
+(the services' spans) and ``stack.log``; the barge-in scenario, on the same agent, one
+call per trial, adds ``barge-in-plan.json`` and per call ``barge-in-<n>-microphone.wav``
+and ``barge-in-<n>-page.json``. ``python -m bench --analyze <folder>`` reads
 them again without a new run.
 """
 
@@ -59,16 +59,19 @@ def _latency(
 
 
 def _barge_in(agent: AgentStack, run_dir: Path, utterance_count: int | None) -> None:
-    stimuli, samples = barge_in.build(
+    calls = barge_in.build(
         load_librivox()[:utterance_count], _voice(barge_in.PROMPT), _voice(barge_in.BACKCHANNEL)
     )
-    wav = run_dir / "barge-in-microphone.wav"
-    write_wav(wav, samples)
-    plan_data = {"stimuli": [{"kind": s.kind, **dataclasses.asdict(s.placed)} for s in stimuli]}
+    plan_data = {
+        "calls": [[{"kind": s.kind, **dataclasses.asdict(s.placed)} for s in stimuli] for stimuli, _ in calls]
+    }
     (run_dir / "barge-in-plan.json").write_text(json.dumps(plan_data, indent=1))
-    seconds = samples.size / 16000 + PAGE_MARGIN_S
-    print(f"barge-in: the page talks over the agent for {seconds:.0f} s ...", flush=True)
-    _talk(agent, wav, run_dir / "barge-in-page.json", seconds)
+    for number, (stimuli, samples) in enumerate(calls):
+        wav = run_dir / f"barge-in-{number}-microphone.wav"
+        write_wav(wav, samples)
+        seconds = samples.size / 16000 + PAGE_MARGIN_S
+        print(f"barge-in call {number + 1}/{len(calls)}: {stimuli[-1].kind} over the reply ...", flush=True)
+        _talk(agent, wav, run_dir / f"barge-in-{number}-page.json", seconds)
 
 
 def _voice(text: str) -> np.ndarray:

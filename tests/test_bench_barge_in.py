@@ -28,20 +28,18 @@ def event(kind: str, turn: int, at_ms: float, **extra: object) -> dict[str, obje
     return {"type": kind, "turn_id": turn, "at": ORIGIN + at_ms, **extra}
 
 
-def test_build_asks_then_talks_over_each_reply_then_plays_false_alarms() -> None:
+def test_build_makes_one_call_per_trial_the_prompt_then_a_sound_over_the_reply() -> None:
     voice = np.zeros(SAMPLE_RATE, dtype=np.int16)
     voice[4000:12000] = 8000
-    found, samples = build(
-        [Utterance("a", "x", voice), Utterance("b", "y", voice)], voice, voice, lead_in_s=1.0
-    )
-    kinds = [s.kind for s in found]
-    assert kinds[:4] == ["prompt", "interrupt", "prompt", "interrupt"]
-    assert kinds[4::2] == ["prompt"] * 6  # one sound over each reply
-    assert sorted(kinds[5::2]) == sorted(["noise", "cough", "backchannel"] * 2)
-    first, interrupt = found[0].placed, found[1].placed
-    assert first.speech_start_s == 1.25
-    assert interrupt.start_s == first.end_s + barge_in.INTO_THE_REPLY_S
-    assert samples.size / SAMPLE_RATE > found[-1].placed.end_s
+    calls = build([Utterance("a", "x", voice), Utterance("b", "y", voice)], voice, voice, lead_in_s=1.0)
+    kinds = [[s.kind for s in stimuli] for stimuli, _ in calls]
+    assert kinds[:2] == [["prompt", "interrupt"]] * 2
+    assert sorted(k[1] for k in kinds[2:]) == sorted(["noise", "cough", "backchannel"] * 2)
+    assert all(k[0] == "prompt" for k in kinds)
+    (prompt, interrupt), samples = calls[0]
+    assert prompt.placed.speech_start_s == 1.25
+    assert interrupt.placed.start_s == prompt.placed.end_s + barge_in.INTO_THE_REPLY_S
+    assert samples.size / SAMPLE_RATE > interrupt.placed.end_s
 
 
 def test_a_real_interruption_is_timed_from_its_onset_to_the_agents_silence() -> None:
@@ -110,3 +108,24 @@ def test_summary_against_the_targets() -> None:
     assert figures["false_interruptions_verdict"] == "PASS"
     table = barge_in.table({"summary": figures, "trials": [t.__dict__ for t in found]})
     assert "target <= 450 ms   MISS" in table
+
+
+def test_onsets_follow_a_microphone_that_drifts_behind_the_plan() -> None:
+    stimuli = [stimulus("prompt", 1.0, 2.0), stimulus("interrupt", 10.0, 11.0), stimulus("cough", 20.0, 20.3)]
+    # Played 8 % slow: the second begins at 10.72 s, the third at 20.44 s; the cough is
+    # too quiet to be found, and that loses nothing else.
+    mic = timeline([(1000, 2000), (10720, 11800)], 30000)
+    first, second, third = barge_in.onsets(stimuli, mic)
+    assert (first, second, third) == (ORIGIN + 1000, ORIGIN + 10720, None)
+
+
+def test_a_reply_between_two_chunks_is_still_speaking() -> None:
+    stimuli = [stimulus("prompt", 1.0, 2.0), stimulus("interrupt", 6.0, 8.0)]
+    mic = timeline([(1000, 2000), (6000, 8000)], 12000)
+    remote = timeline([(3500, 5000), (6100, 6550)], 12000)  # a gap at the onset
+    events = [
+        event("agent_started_speaking", 1, 3300),
+        event("agent_stopped_speaking", 1, 6700, interrupted=True),
+    ]
+    interrupt = trials(stimuli, mic, remote, events, BLOCK)[1]
+    assert (interrupt.playing_turn, interrupt.stop_ms) == (1, 550.0)
