@@ -9,10 +9,13 @@ newer turn or the end of the session makes it moot.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
+
+from nats.aio.subscription import Subscription
 
 K = TypeVar("K", bound=Hashable)
 
@@ -47,3 +50,22 @@ class InFlight(Generic[K]):
                 return False
             await asyncio.sleep(POLL_S)
         return True
+
+
+class Unfinished(Protocol):
+    def __len__(self) -> int: ...
+
+    async def wait_idle(self, deadline: float) -> bool: ...
+
+
+async def leave_queue_and_finish(
+    queue: Subscription, inflight: Unfinished, deadline: float, what: str, log: logging.Logger
+) -> None:
+    """A draining replica's work queue: out of the queue group (what was delivered is
+    still taken), then the work accepted runs to its end, or to ``deadline``."""
+    try:
+        await queue.drain()  # type: ignore[no-untyped-call]  # nats-py leaves it untyped
+    except Exception:  # the connection may be closing
+        log.debug("queue drain failed", exc_info=True)
+    await inflight.wait_idle(deadline)
+    log.info("drained: %d %s unfinished", len(inflight), what)

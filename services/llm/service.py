@@ -22,7 +22,7 @@ from proto.subjects import CONTROL, LLM_REQUEST, SESSION
 from services.common import metrics
 from services.common.bus import Bus
 from services.common.errors import StartupError
-from services.common.inflight import InFlight
+from services.common.inflight import InFlight, leave_queue_and_finish
 from services.common.probes import Readiness
 from services.common.runner import Graceful, Stop, main
 from services.llm.config import Settings, load_settings
@@ -109,12 +109,8 @@ async def start_with(bus: Bus, settings: Settings, engine: ChatEngine | None = N
     ]
 
     async def drain(deadline: float) -> None:
-        # Out of the queue group (the requests already delivered are still taken),
-        # then the accepted replies run to their end; Cancels still reach them.
-        with contextlib.suppress(Exception):  # the connection may be closing
-            await requests.drain()  # type: ignore[no-untyped-call]  # nats-py leaves it untyped
-        await inflight.wait_idle(deadline)
-        log.info("drained: %d repl(ies) unfinished", len(inflight))
+        # Cancels still reach the replies that run to their end.
+        await leave_queue_and_finish(requests, inflight, deadline, "repl(ies)", log)
 
     async def stop() -> None:
         for subscription in subscriptions:

@@ -14,6 +14,7 @@ from proto.messages import AudioChunk, Cancel, SessionEnded, SessionStarted, Tex
 from proto.subjects import AUDIO_OUT, CONTROL, SESSION, TTS_REQUEST
 from services.common import metrics
 from services.common.bus import Bus
+from services.common.inflight import leave_queue_and_finish
 from services.common.probes import Readiness
 from services.common.runner import Graceful, Stop, main
 from services.tts.config import Settings
@@ -95,10 +96,7 @@ async def serve(bus: Bus, settings: Settings, synthesizer: SpeechSynthesizer) ->
     )
 
     async def drain(deadline: float) -> None:
-        with contextlib.suppress(Exception):  # the connection may be closing
-            await requests.drain()  # type: ignore[no-untyped-call]  # nats-py leaves it untyped
-        await inflight.wait_idle(deadline)
-        log.info("drained: %d chunk(s) unspoken", len(inflight))
+        await leave_queue_and_finish(requests, inflight, deadline, "chunk(s)", log)
 
     async def stop() -> None:
         for subscription in subscriptions:
