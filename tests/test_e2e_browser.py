@@ -48,9 +48,9 @@ def test_browser_conversation(agent_stack: StackProcess, tmp_path: Path) -> None
     assert shutil.which("node"), "node is needed for the browser test (Debian nodejs)"
     utterance = next(u for u in librivox_utterances() if u.name.endswith("0870"))
     wav = tmp_path / "microphone.wav"
-    _write_microphone_wav(wav, utterance.pcm16())
+    speech_ends_s = _write_microphone_wav(wav, utterance.pcm16())
     out = tmp_path / "result.json"
-    seconds = LEAD_IN_S + TAIL_S + 3
+    seconds = speech_ends_s + TAIL_S + 3  # the whole WAV, and the reply after it
     run = subprocess.run(
         ["node", "talk.mjs", f"{agent_stack.edge_url}/", str(wav), str(out), str(seconds)],
         cwd=BROWSER_DIR,
@@ -79,8 +79,14 @@ def test_browser_conversation(agent_stack: StackProcess, tmp_path: Path) -> None
     assert reply_start is not None, "no reply audio on the page's remote track"
     pcm = np.frombuffer(base64.b64decode(result["remotePcmBase64"]), dtype=np.int16)
     rate = int(result["remoteSampleRate"])
-    first_block = result["remote"][0][0]
-    start_index = int((reply_start - first_block) / 1000 * rate)
-    heard = transcribe(pcm[max(0, start_index - rate // 10) :], rate)
+    # The PCM is the remote tap's blocks in order; find the reply by block index, not by
+    # time: a starved renderer skips or bunches tap callbacks, and then wall time and
+    # the PCM drift apart (we saw 18.8 s of PCM over a 22.7 s timeline).
+    timeline = result["remote"]
+    block = pcm.size // len(timeline)
+    first = next(i for i, (t, _) in enumerate(timeline) if t >= reply_start)
+    last = max(i for i, (_, rms) in enumerate(timeline) if rms > RMS_SPEECH)
+    reply = pcm[max(0, first * block - rate // 10) : (last + 1) * block + rate // 2]
+    heard = transcribe(reply, rate)
     assert looks_like_english(heard), heard
     print(f"browser: voice-to-voice {reply_start - speech_end:.0f} ms; agent said {heard!r}")
