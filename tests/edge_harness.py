@@ -4,22 +4,41 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import pytest
 from aiohttp import web
 
 from services.common.bus import Bus
 from services.common.probes import Readiness, add_probe_routes, start_http
+from services.common.runner import Stop
 from services.edge.config import Settings
 from services.edge.service import EdgeService
 from tests.support import free_port
 
 
+@dataclass
+class RunningEdge:
+    service: EdgeService
+    port: int
+    readiness: Readiness
+    stop: Stop  # a runner Graceful: it can drain first
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def calls(self) -> int:
+        manager = self.service.manager
+        return len(manager.sessions) if manager is not None else 0
+
+
 @contextlib.asynccontextmanager
-async def serve_edge(
+async def run_edge(
     nats_url: str, monkeypatch: pytest.MonkeyPatch, env: dict[str, str] | None = None
-) -> AsyncIterator[tuple[EdgeService, int]]:
-    """Yields the running service and its HTTP port; ``env`` adds EDGE_ settings."""
+) -> AsyncIterator[RunningEdge]:
+    """The running edge with its readiness and stop handle; ``env`` adds EDGE_ settings."""
     port = free_port()
     for name, value in (env or {}).items():
         monkeypatch.setenv(name, value)
@@ -37,8 +56,17 @@ async def serve_edge(
     stop = await service.start(bus, readiness)
     readiness.ready = True
     try:
-        yield service, port
+        yield RunningEdge(service, port, readiness, stop)
     finally:
         await stop()
         await bus.close()
         await http.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def serve_edge(
+    nats_url: str, monkeypatch: pytest.MonkeyPatch, env: dict[str, str] | None = None
+) -> AsyncIterator[tuple[EdgeService, int]]:
+    """Yields the running service and its HTTP port; ``env`` adds EDGE_ settings."""
+    async with run_edge(nats_url, monkeypatch, env) as edge:
+        yield edge.service, edge.port

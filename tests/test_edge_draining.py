@@ -9,58 +9,26 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp import web
 
-from services.common.bus import Bus
-from services.common.probes import Readiness, add_probe_routes, start_http
 from services.common.runner import Graceful
-from services.edge.config import Settings
 from services.edge.ice import use_host_addresses
-from services.edge.service import EdgeService
-from tests.support import NatsServer, free_port
+from tests.edge_harness import RunningEdge, run_edge
+from tests.support import NatsServer
 from tests.webrtc_client import EdgeClient, EdgeRefused
 
 pytestmark = pytest.mark.e2e
 
 
-class Edge:
-    def __init__(self, service: EdgeService, readiness: Readiness, stop: Graceful, port: int) -> None:
-        self.service = service
-        self.readiness = readiness
-        self.stop = stop
-        self.url = f"http://127.0.0.1:{port}"
-
-    @property
-    def calls(self) -> int:
-        manager = self.service.manager
-        return len(manager.sessions) if manager is not None else 0
-
-
 @pytest.fixture
-async def edge(nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Edge]:
-    port = free_port()
-    monkeypatch.setenv("EDGE_HTTP_PORT", str(port))
-    monkeypatch.setenv("EDGE_ICE_HOST_ADDRESSES", "127.0.0.1")
-    settings = Settings.from_env()
-    service = EdgeService(settings)
-    readiness = Readiness()
-    app = web.Application()
-    add_probe_routes(app, readiness)
-    service.add_routes(app)
-    bus = await Bus.connect(nats_server.url, "edge")
-    http = await start_http(app, settings.http_host, settings.http_port)
-    stop = await service.start(bus, readiness)
-    assert isinstance(stop, Graceful)
-    readiness.ready = True
-    try:
-        yield Edge(service, readiness, stop, port)
-    finally:
-        await stop()
-        await bus.close()
-        await http.cleanup()
+async def edge(nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[RunningEdge]:
+    async with run_edge(nats_server.url, monkeypatch) as running:
+        assert isinstance(running.stop, Graceful)
+        yield running
 
 
-async def test_a_draining_edge_refuses_offers_and_keeps_its_call_until_the_grace_ends(edge: Edge) -> None:
+async def test_a_draining_edge_refuses_offers_and_keeps_its_call_until_the_grace_ends(
+    edge: RunningEdge,
+) -> None:
     use_host_addresses(["127.0.0.1"])
     client = EdgeClient(edge.url)
     await client.connect()
@@ -82,7 +50,7 @@ async def test_a_draining_edge_refuses_offers_and_keeps_its_call_until_the_grace
         await client.close()
 
 
-async def test_a_draining_edge_returns_once_its_last_call_ends(edge: Edge) -> None:
+async def test_a_draining_edge_returns_once_its_last_call_ends(edge: RunningEdge) -> None:
     use_host_addresses(["127.0.0.1"])
     client = EdgeClient(edge.url)
     await client.connect()
