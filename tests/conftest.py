@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from tests.edge_harness import Peers
 from tests.stack_process import StackProcess
 from tests.support import NatsServer
 
@@ -31,3 +32,11 @@ def agent_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProce
     yield process
     leftover = process.stop()
     assert not leftover, f"Ctrl-C left processes running: {leftover}"
+
+
+@pytest.fixture
+async def peers(nats_server: NatsServer) -> AsyncIterator[Peers]:
+    """The rest of the agent, as the edge tests play it: watches and publishes."""
+    peers = await Peers.connect(nats_server.url)
+    yield peers
+    await peers.bus.close()

@@ -22,9 +22,9 @@ from services.edge.events import HOOK_EVENTS
 from services.edge.service import EdgeService
 from services.edge.session import EdgeSession
 from services.edge.vad import SileroModel
-from tests.edge_harness import serve_edge
+from tests.edge_harness import PIECE, TONE_RATE, Peers, serve_edge
 from tests.support import NatsServer, librivox_utterances
-from tests.test_edge_service import PIECE, TONE_RATE, Peers, sample
+from tests.test_edge_service import sample
 from tests.webrtc_client import EdgeClient
 
 pytestmark = pytest.mark.e2e
@@ -37,13 +37,6 @@ async def edge(
     env = getattr(request, "param", {})  # more settings, by parametrize
     async with serve_edge(nats_server.url, monkeypatch, env) as (service, _port):
         yield service
-
-
-@pytest.fixture
-async def peers(nats_server: NatsServer) -> AsyncIterator[Peers]:
-    peers = await Peers.connect(nats_server.url)
-    yield peers
-    await peers.bus.close()
 
 
 @pytest.fixture

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import nats
 import numpy as np
@@ -19,84 +18,19 @@ from prometheus_client import REGISTRY
 
 from proto import messages as m
 from proto import subjects as s
-from services.common.bus import Bus
 from services.edge.endpointing import Endpointer, Started
 from services.edge.vad import SileroModel
-from tests.edge_harness import serve_edge
+from tests.edge_harness import Peers, serve_edge
 from tests.support import NatsServer, joined_with_pause, librivox_utterances
 from tests.webrtc_client import EdgeClient
 
 pytestmark = pytest.mark.e2e
-
-TONE_RATE = 22050
-PIECE = TONE_RATE // 5  # 200 ms pieces, as tts sends
 
 
 @pytest.fixture
 async def edge_url(nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
     async with serve_edge(nats_server.url, monkeypatch) as (_service, port):
         yield f"http://127.0.0.1:{port}"
-
-
-class Peers:
-    """The rest of the agent, as far as the edge can tell: watches and publishes."""
-
-    def __init__(self, bus: Bus) -> None:
-        self.bus = bus
-        self.seen: list[tuple[float, Any]] = []
-
-    @classmethod
-    async def connect(cls, url: str) -> Peers:
-        peers = cls(await Bus.connect(url, "test"))
-        for channel in (s.SESSION, s.VAD, s.AUDIO_IN, s.PLAYOUT, s.STATE, s.CONTROL):
-            await peers.bus.subscribe(channel, peers._record, traced=False)
-        return peers
-
-    async def _record(self, message: Any, _subject: str) -> None:
-        self.seen.append((time.time(), message))
-
-    def all(self, kind: type, where: Callable[[Any], bool] = lambda _: True) -> list[Any]:
-        return [msg for _, msg in self.seen if isinstance(msg, kind) and where(msg)]
-
-    def when(self, message: Any) -> float:
-        return next(t for t, msg in self.seen if msg is message)
-
-    async def wait_for(
-        self, kind: type, within: float = 10.0, where: Callable[[Any], bool] = lambda _: True
-    ) -> Any:
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            found = self.all(kind, where)
-            if found:
-                return found[0]
-            await asyncio.sleep(0.01)
-        raise TimeoutError(
-            f"no {kind.__name__} in {within}s; saw {[type(x).__name__ for _, x in self.seen[-20:]]}"
-        )
-
-    async def say_audio(
-        self, session: str, turn: int, seconds: float, text: str, freq: float = 440.0
-    ) -> float:
-        """Publish a tone as tts would (200 ms AudioChunks); returns when publishing began."""
-        t = np.arange(int(TONE_RATE * seconds)) / TONE_RATE
-        signal = (np.sin(2 * np.pi * freq * t) * 12000).astype(np.int16)
-        began = time.time()
-        for part, start in enumerate(range(0, signal.size, PIECE)):
-            last = start + PIECE >= signal.size
-            chunk = m.AudioChunk(
-                session_id=session, turn_id=turn, seq=self.bus.next_seq(session), chunk_index=0, part=part,
-                pcm=signal[start : start + PIECE].tobytes(), sample_rate=TONE_RATE,
-                text=text if part == 0 else "", final_part=last, last_chunk=last,
-            )  # fmt: skip
-            await self.bus.publish(s.AUDIO_OUT, chunk, traced=False)
-        return began
-
-
-@pytest.fixture
-async def peers(nats_server: NatsServer) -> AsyncIterator[Peers]:
-    peers = await Peers.connect(nats_server.url)
-    yield peers
-    await peers.bus.close()
 
 
 @pytest.fixture
