@@ -75,6 +75,7 @@ def analyze_latency(run_dir: Path, run: dict[str, Any]) -> dict[str, Any]:
     data = report.result(
         turns, {**run, "session_id": session, "spans": len(spans), "page_error": page["error"]}
     )
+    data["chromium_jitter_buffer"] = page_audio.jitter_buffer(page.get("jitterBuffer", []))
     v2v = data["summary"]["voice_to_voice_ms"]
     title = (
         f"voice-to-voice per turn: p50 {report.fmt_ms(v2v['p50'])} ms, p90 {report.fmt_ms(v2v['p90'])} ms "
@@ -91,6 +92,9 @@ def main() -> int:
     parser.add_argument("--lead-in", type=float, default=6.0, help="silence before the first utterance (s)")
     parser.add_argument("--gap", type=float, default=11.0, help="silence after each utterance (s)")
     parser.add_argument("--utterances", type=int, default=None, help="how many LibriVox utterances (all 5)")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="latency: say the utterances this many times over (more turns)"
+    )
     parser.add_argument(
         "--scenario", choices=[*SCENARIOS, "all"], default="all", help="what to run (both by default)"
     )
@@ -113,12 +117,13 @@ def main() -> int:
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "lead_in_s": args.lead_in,
             "gap_s": args.gap,
+            "rounds": args.rounds,
             "machine": report.machine_info(),  # load_average: at the start
             "scenarios": list(SCENARIOS) if args.scenario == "all" else [args.scenario],
             "interrupt_speech_ms": int(os.environ.get("EDGE_INTERRUPT_SPEECH_MS", "300")),
         }
         (run_dir / "run.json").write_text(json.dumps(run, indent=1))
-        collect(run_dir, args.lead_in, args.gap, args.utterances, set(run["scenarios"]))
+        collect(run_dir, args.lead_in, args.gap, args.utterances, set(run["scenarios"]), args.rounds)
         run["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
         (run_dir / "run.json").write_text(json.dumps(run, indent=1))
     data = analyze(run_dir, run)
@@ -126,6 +131,12 @@ def main() -> int:
     if "summary" in data:
         print()
         print(report.table(data))
+        jitter = data.get("chromium_jitter_buffer")
+        if jitter:
+            print(
+                f"Chromium's receive jitter buffer (call average): {jitter['delay_ms']:.0f} ms, "
+                f"target {jitter['target_ms']:.0f} ms, minimum {jitter['minimum_ms']:.0f} ms"
+            )
         measured += data["summary"]["voice_to_voice_ms"]["count"]
     if "barge_in" in data:
         print()

@@ -28,7 +28,12 @@ PAGE_MARGIN_S = 3.0  # the page keeps listening this long after the WAV ends
 
 
 def collect(
-    run_dir: Path, lead_in_s: float, gap_s: float, utterance_count: int | None, scenarios: set[str]
+    run_dir: Path,
+    lead_in_s: float,
+    gap_s: float,
+    utterance_count: int | None,
+    scenarios: set[str],
+    rounds: int = 1,
 ) -> None:
     if not shutil.which("node"):
         raise SystemExit("node not found: install Debian nodejs (make test-deps)")
@@ -37,7 +42,7 @@ def collect(
     try:
         agent.start()
         if "latency" in scenarios:
-            _latency(agent, run_dir, lead_in_s, gap_s, utterance_count)
+            _latency(agent, run_dir, lead_in_s, gap_s, utterance_count, rounds)
         if "barge-in" in scenarios:
             _barge_in(agent, run_dir, utterance_count)
     finally:
@@ -46,9 +51,9 @@ def collect(
 
 
 def _latency(
-    agent: AgentStack, run_dir: Path, lead_in_s: float, gap_s: float, utterance_count: int | None
+    agent: AgentStack, run_dir: Path, lead_in_s: float, gap_s: float, utterance_count: int | None, rounds: int
 ) -> None:
-    utterances = load_librivox()[:utterance_count]
+    utterances = load_librivox()[:utterance_count] * max(1, rounds)
     mic_plan, samples = plan(utterances, lead_in_s, gap_s)
     wav = run_dir / "microphone.wav"
     write_wav(wav, samples)

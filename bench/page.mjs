@@ -34,7 +34,7 @@ await page.addInitScript(() => {
   // Both taps go through the same kind of graph, so its own delay cancels in
   // "remote onset - microphone end".
   const SUB = 256;
-  const rec = { mic: [], remote: [], blockMs: 0 };
+  const rec = { mic: [], remote: [], blockMs: 0, pcs: [] };
   window.__bench = rec;
   const tap = (stream, timeline) => {
     const ctx = new AudioContext();
@@ -72,6 +72,7 @@ await page.addInitScript(() => {
   window.RTCPeerConnection = class extends Original {
     constructor(...args) {
       super(...args);
+      rec.pcs.push(this);
       this.addEventListener('track', (ev) => tap(ev.streams[0] || new MediaStream([ev.track]), rec.remote));
     }
   };
@@ -81,6 +82,27 @@ await page.goto(url);
 await page.getByRole('button', { name: /talk/i }).click();
 await page.waitForTimeout(seconds * 1000);
 
+// Chromium's own account of its receive jitter buffer (NetEq) for the agent's voice:
+// cumulative seconds and counts, averaged over the call by the analysis.
+const jitterBuffer = await page.evaluate(async () => {
+  const found = [];
+  for (const pc of window.__bench.pcs) {
+    const stats = await pc.getStats();
+    stats.forEach((s) => {
+      if (s.type === 'inbound-rtp' && s.kind === 'audio') {
+        found.push({
+          jitterBufferDelay: s.jitterBufferDelay,
+          jitterBufferTargetDelay: s.jitterBufferTargetDelay,
+          jitterBufferMinimumDelay: s.jitterBufferMinimumDelay,
+          jitterBufferEmittedCount: s.jitterBufferEmittedCount,
+          jitter: s.jitter,
+        });
+      }
+    });
+  }
+  return found;
+});
+
 const result = await page.evaluate(() => ({
   timeOrigin: performance.timeOrigin,
   blockMs: window.__bench.blockMs,
@@ -89,6 +111,7 @@ const result = await page.evaluate(() => ({
   events: (window.voiceAgent && window.voiceAgent.events) || [],
   error: (window.voiceAgent && window.voiceAgent.error) || '',
 }));
+result.jitterBuffer = jitterBuffer;
 result.console = consoleLines;
 writeFileSync(outPath, JSON.stringify(result));
 await browser.close();

@@ -115,3 +115,21 @@ def page_turns(
 
 def _event(events: Sequence[Event], kind: str, turn_id: int) -> Event | None:
     return next((e for e in events if e.get("type") == kind and e.get("turn_id") == turn_id), None)
+
+
+def jitter_buffer(stats: Sequence[dict[str, float]]) -> dict[str, float] | None:
+    """Chromium's receive jitter buffer for the agent's voice, averaged over the call
+    (getStats inbound-rtp: cumulative seconds over emitted samples), in ms."""
+    for entry in stats:
+        emitted = entry.get("jitterBufferEmittedCount") or 0
+        if emitted <= 0:
+            continue
+        return {
+            name: round(1000.0 * float(entry.get(field) or 0.0) / emitted, 1)
+            for name, field in (
+                ("delay_ms", "jitterBufferDelay"),
+                ("target_ms", "jitterBufferTargetDelay"),
+                ("minimum_ms", "jitterBufferMinimumDelay"),
+            )
+        }
+    return None

@@ -29,6 +29,12 @@ REPLICA_PORT_STEP = 100  # the default ports are consecutive: replicas go a hund
 # A local Ctrl-C should not wait the Kubernetes-sized default (25 s) for open calls.
 LOCAL_GRACE_S = 5.0
 KILL_AFTER_GRACE_S = 10.0  # SIGKILL a service still running this long after its grace
+# The model services run below the media path: on a shared machine, a Whisper or
+# llama.cpp burst must not make the edge's 20 ms packets late (the browser's jitter
+# buffer then grows, and every reply and barge-in is heard later). Kubernetes gives
+# each service its own CPU instead.
+MODEL_SERVICES = ("stt", "llm", "tts")
+DEFAULT_MODEL_NICE = 5
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,7 @@ class StackConfig:
     ready_timeout: float = 300.0
     quiet: bool = False
     replicas: dict[str, int] = field(default_factory=lambda: _replicas_from_env())
+    model_nice: int = field(default_factory=lambda: _model_nice_from_env())
     replica_ports: dict[str, list[int]] = field(default_factory=lambda: _replica_ports_from_env())
     shutdown_grace_s: float = field(
         default_factory=lambda: float(os.environ.get("VOICE_AGENT_SHUTDOWN_GRACE_S", LOCAL_GRACE_S))
@@ -82,6 +89,10 @@ class StackConfig:
 
 def _ports_from_env() -> dict[str, int]:
     return {s: int(os.environ.get(f"{s.upper()}_HTTP_PORT", p)) for s, p in DEFAULT_PORTS.items()}
+
+
+def _model_nice_from_env() -> int:
+    return int(os.environ.get("STACK_MODEL_NICE", DEFAULT_MODEL_NICE))
 
 
 def _replicas_from_env() -> dict[str, int]:
@@ -131,7 +142,9 @@ class Stack:
         env[f"{replica.service.upper()}_HTTP_PORT"] = str(replica.port)
         return env
 
-    async def _spawn(self, name: str, argv: list[str], env: dict[str, str], group: str = "") -> None:
+    async def _spawn(
+        self, name: str, argv: list[str], env: dict[str, str], group: str = "", nice: int = 0
+    ) -> None:
         proc = await asyncio.create_subprocess_exec(
             *argv,
             cwd=ROOT,
@@ -140,6 +153,8 @@ class Stack:
             stderr=asyncio.subprocess.STDOUT,
             # Own process group: Ctrl-C reaches only the runner, which stops services before NATS.
             start_new_session=True,
+            # Before exec, so every thread the service starts inherits it.
+            preexec_fn=(lambda: os.nice(nice)) if nice else None,
         )
         self.procs[name] = proc
         self.groups.setdefault(group or name, []).append(name)
@@ -160,7 +175,8 @@ class Stack:
         for service in SERVICES:
             for replica in self.config.instances(service):
                 argv = [sys.executable, "-m", f"services.{service}"]
-                await self._spawn(replica.name, argv, self._env(replica), group=service)
+                nice = self.config.model_nice if service in MODEL_SERVICES else 0
+                await self._spawn(replica.name, argv, self._env(replica), group=service, nice=nice)
         await self._wait_ready()
 
     async def _wait_tcp(self, port: int, name: str) -> None:

@@ -52,3 +52,14 @@ def test_short_partials_do_not_loop(recognizer: FasterWhisperRecognizer) -> None
 def test_noise_and_silence_give_no_text(recognizer: FasterWhisperRecognizer, level: float) -> None:
     noise = np.random.default_rng(1).normal(0, level, 2 * 16000).astype(np.float32)
     assert recognizer.transcribe(noise) == ""
+
+
+def test_a_loop_at_the_end_is_told_from_ordinary_text() -> None:
+    from services.stt.engine import ends_in_loop
+
+    assert ends_in_loop([5, 9, 12, 7, 7, 7, 7])  # one token four times over
+    assert ends_in_loop([1, 2, 3, 4, 12, 13, 12, 13, 12, 13, 12, 13])  # "-y-y-y-y"
+    assert ends_in_loop([8, 1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3])
+    assert not ends_in_loop([1, 2, 3, 4, 5, 6, 7, 8, 9])
+    assert not ends_in_loop([7, 7, 7])  # too short to tell
+    assert not ends_in_loop([4, 7, 7, 7, 5])

@@ -35,6 +35,11 @@ class Settings(ServiceSettings):
     # the first events (the greeting's text) are not lost.
     datachannel_wait_ms: int = Field(default=1000, ge=0)
 
+    # Microphone packets aiortc's receive jitter buffer waits for before it decodes
+    # one (services/edge/jitter.py): 1 = as soon as the next proves it complete;
+    # aiortc's own 4 adds 60 ms to every frame on its way to the VAD.
+    receive_jitter_frames: int = Field(default=1, ge=1, le=8)
+
     vad_threshold: float = Field(default=0.5, gt=0, lt=1)
     # Silero's usual hysteresis: a frame counts as silence below this, so speech
     # hovering around the threshold does not end an utterance.

@@ -25,6 +25,7 @@ from services.edge.endpointing import Ended, Endpointer, Event, Frame, Paused, S
 from services.edge.holding import Held, HeldTurn
 from services.edge.ice import rtc_configuration
 from services.edge.interruption import InterruptDecider
+from services.edge.jitter import set_audio_prefetch
 from services.edge.latency import LatencyTracker, TurnTraces
 from services.edge.media import PlayoutTrack, read_microphone
 from services.edge.metrics import (
@@ -101,6 +102,7 @@ class EdgeSession:
         except Exception as exc:  # aiortc raises ValueError and others for SDP it cannot use
             log.info("offer rejected by aiortc: %s: %s", type(exc).__name__, exc)
             raise OfferError(400, "bad_sdp", f"the SDP was rejected: {exc}") from exc
+        set_audio_prefetch(self.pc, self.settings.receive_jitter_frames)
         self.pc.addTrack(self.track)
         await self._subscribe()
         # aiortc gathers every ICE candidate inside setLocalDescription: the answer is complete.

@@ -26,7 +26,13 @@ class Settings(ServiceSettings):
     model_path: Path | None = None
     model_sha256: str = ""
     context: int = Field(default=2048, ge=256)
-    threads: int = Field(default=2, ge=1)
+    # Threads that generate tokens. One: with two on a 2-core machine that also runs
+    # stt, tts, the edge (and here a browser), a generation step waits at every
+    # barrier for whichever thread was descheduled; measured 10 tokens/s with two
+    # against 21 with one while another process kept a core busy.
+    threads: int = Field(default=1, ge=1)
+    # Threads that evaluate the prompt (one batch, parallel work); 0 = as many as threads.
+    threads_batch: int = Field(default=2, ge=0)
     max_tokens: int = Field(default=150, ge=1)  # caps each request's own max_tokens
     temperature: float = Field(default=0.6, ge=0.0, le=2.0)
     warmup: bool = True

@@ -34,7 +34,8 @@ class LlamaCppEngine:
         model_path: Path,
         *,
         context: int = 2048,
-        threads: int = 2,
+        threads: int = 1,
+        threads_batch: int = 2,
         max_tokens: int = 150,
         temperature: float = 0.6,
     ) -> None:
@@ -49,7 +50,13 @@ class LlamaCppEngine:
         self._max_tokens = max_tokens
         self._temperature = temperature
         try:
-            self._llm = Llama(model_path=str(model_path), n_ctx=context, n_threads=threads, verbose=False)
+            self._llm = Llama(
+                model_path=str(model_path),
+                n_ctx=context,
+                n_threads=threads,
+                n_threads_batch=threads_batch,
+                verbose=False,
+            )
         except (ValueError, RuntimeError) as exc:
             raise StartupError(f"llama.cpp cannot load {model_path} ({exc}): is it a GGUF file?") from exc
 

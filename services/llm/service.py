@@ -56,6 +56,7 @@ def build_engine(settings: Settings) -> ChatEngine:
         path,
         context=settings.context,
         threads=settings.threads,
+        threads_batch=settings.threads_batch or settings.threads,
         max_tokens=settings.max_tokens,
         temperature=settings.temperature,
     )

@@ -36,6 +36,10 @@ WHISPER_WINDOW_S = 30
 NO_SPEECH_PROB = 0.6
 LOW_LOGPROB = -1.0
 REPETITIVE_COMPRESSION = 2.4
+# A short text can loop without compressing well ("an old-s-y-y-y-y-y-y"): a unit of
+# up to this many tokens repeated this many times at the end is a loop too.
+LOOP_UNIT_TOKENS = 3
+LOOP_REPEATS = 4
 
 
 class SpeechRecognizer(Protocol):
@@ -178,9 +182,22 @@ class FasterWhisperRecognizer:
         if result.no_speech_prob > NO_SPEECH_PROB and avg_logprob < LOW_LOGPROB:
             return ""
         text = clean_text(self._tokenizer.decode(tokens))
-        if text and (get_compression_ratio(text) > REPETITIVE_COMPRESSION or avg_logprob < LOW_LOGPROB):
+        doubtful = get_compression_ratio(text) > REPETITIVE_COMPRESSION or avg_logprob < LOW_LOGPROB
+        if text and (doubtful or ends_in_loop(tokens)):
             return self._decode_stock(samples)
         return text
+
+
+def ends_in_loop(tokens: list[int]) -> bool:
+    """The tokens end with one short unit said LOOP_REPEATS times over: a decoding loop."""
+    for unit in range(1, LOOP_UNIT_TOKENS + 1):
+        span = unit * LOOP_REPEATS
+        if len(tokens) < span:
+            break
+        tail = tokens[-span:]
+        if all(tail[i] == tail[i % unit] for i in range(span)):
+            return True
+    return False
 
 
 def max_new_tokens(samples: np.ndarray) -> int:
