@@ -12,6 +12,7 @@
 // the launcher is shared with the browser tests.
 import { writeFileSync } from 'node:fs';
 import { launchWithMicrophone } from '../tests/browser/chromium.mjs';
+import { installTaps } from '../tests/browser/taps.mjs';
 
 const [url, wav, outPath, secondsArg] = process.argv.slice(2);
 if (!url || !wav || !outPath) {
@@ -27,56 +28,8 @@ const consoleLines = [];
 page.on('console', (msg) => consoleLines.push(`${msg.type()}: ${msg.text()}`));
 page.on('pageerror', (err) => consoleLines.push(`pageerror: ${err.message}`));
 
-await page.addInitScript(() => {
-  // Taps installed before the page's own code runs: they observe, they change nothing.
-  // Each ScriptProcessor callback delivers 1024 samples; we keep the RMS of every
-  // 256-sample sub-block (about 5 ms at 48 kHz) so onsets and ends are found to ~5 ms.
-  // Both taps go through the same kind of graph, so its own delay cancels in
-  // "remote onset - microphone end".
-  const SUB = 256;
-  const rec = { mic: [], remote: [], blockMs: 0, pcs: [] };
-  window.__bench = rec;
-  const tap = (stream, timeline) => {
-    const ctx = new AudioContext();
-    const source = ctx.createMediaStreamSource(stream);
-    const proc = ctx.createScriptProcessor(1024, 1, 1);
-    const sink = ctx.createGain();
-    sink.gain.value = 0;
-    rec.blockMs = (SUB / ctx.sampleRate) * 1000;
-    proc.onaudioprocess = (ev) => {
-      const data = ev.inputBuffer.getChannelData(0);
-      // The buffer ended "now"; its first sample is one buffer earlier.
-      const endMs = performance.timeOrigin + performance.now();
-      const startMs = endMs - (data.length / ctx.sampleRate) * 1000;
-      for (let offset = 0; offset < data.length; offset += SUB) {
-        let sum = 0;
-        const stop = Math.min(offset + SUB, data.length);
-        for (let i = offset; i < stop; i++) sum += data[i] * data[i];
-        const at = startMs + (offset / ctx.sampleRate) * 1000;
-        timeline.push([Math.round(at * 10) / 10, Math.round(Math.sqrt(sum / (stop - offset)) * 1e5) / 1e5]);
-      }
-    };
-    source.connect(proc);
-    proc.connect(sink);
-    sink.connect(ctx.destination);
-  };
-  const getUserMedia = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
-  navigator.mediaDevices.getUserMedia = async (constraints) => {
-    const stream = await getUserMedia(constraints);
-    tap(stream, rec.mic);
-    return stream;
-  };
-  // The page attaches the remote stream to its <audio> element too: Chromium feeds
-  // remote WebRTC audio to WebAudio only then.
-  const Original = window.RTCPeerConnection;
-  window.RTCPeerConnection = class extends Original {
-    constructor(...args) {
-      super(...args);
-      rec.pcs.push(this);
-      this.addEventListener('track', (ev) => tap(ev.streams[0] || new MediaStream([ev.track]), rec.remote));
-    }
-  };
-});
+// Sub-blocks of 256 samples (about 5 ms at 48 kHz): onsets and ends are found to ~5 ms.
+await installTaps(page, { subBlock: 256, epoch: true });
 
 await page.goto(url);
 await page.getByRole('button', { name: /talk/i }).click();
@@ -86,7 +39,7 @@ await page.waitForTimeout(seconds * 1000);
 // cumulative seconds and counts, averaged over the call by the analysis.
 const jitterBuffer = await page.evaluate(async () => {
   const found = [];
-  for (const pc of window.__bench.pcs) {
+  for (const pc of window.__taps.pcs) {
     const stats = await pc.getStats();
     stats.forEach((s) => {
       if (s.type === 'inbound-rtp' && s.kind === 'audio') {
@@ -105,9 +58,9 @@ const jitterBuffer = await page.evaluate(async () => {
 
 const result = await page.evaluate(() => ({
   timeOrigin: performance.timeOrigin,
-  blockMs: window.__bench.blockMs,
-  mic: window.__bench.mic,
-  remote: window.__bench.remote,
+  blockMs: window.__taps.blockMs,
+  mic: window.__taps.mic,
+  remote: window.__taps.remote,
   events: (window.voiceAgent && window.voiceAgent.events) || [],
   error: (window.voiceAgent && window.voiceAgent.error) || '',
 }));

@@ -91,6 +91,10 @@
     },
     user_stopped_speaking: () => {},
     agent_started_speaking: () => {},
+    // The user talks over the agent: its voice is held while the edge finds out
+    // whether that was words (a cut) or a cough / "mhm" (it goes on where it stopped).
+    agent_paused: () => setState("paused"),
+    agent_resumed: () => setState("speaking"),
     agent_stopped_speaking: (e) => {
       const agent = turnRow(e.turn_id).agent;
       // The greeting is not written by the LLM, so no agent_text came for it: show what was heard.
