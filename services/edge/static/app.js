@@ -76,6 +76,16 @@
     el.querySelector(".text").textContent += delta;
   }
 
+  // The edge stops the agent's voice at once on an interruption, but what it sent just
+  // before still sits in the browser's jitter buffer (~100 ms). The data channel is not
+  // buffered, so the page silences the voice the moment the edge says so, and lets it
+  // through again when the agent resumes or its next reply starts.
+  function holdVoice(held) {
+    if (remote.muted === held) return;
+    remote.muted = held;
+    agent.events.push({ type: "voice_held", held, receivedAt: performance.now() });
+  }
+
   function fmt(ms) {
     return ms < 0 ? "–" : `${Math.round(ms)} ms`;
   }
@@ -90,11 +100,18 @@
       if (!row.user.querySelector(".text").textContent) setText(row.user, "…", true);
     },
     user_stopped_speaking: () => {},
-    agent_started_speaking: () => {},
+    agent_started_speaking: () => holdVoice(false),
     // The user talks over the agent: its voice is held while the edge finds out
     // whether that was words (a cut) or a cough / "mhm" (it goes on where it stopped).
-    agent_paused: () => setState("paused"),
-    agent_resumed: () => setState("speaking"),
+    agent_paused: () => {
+      setState("paused");
+      holdVoice(true);
+    },
+    agent_resumed: () => {
+      setState("speaking");
+      holdVoice(false);
+    },
+    interrupted: () => holdVoice(true),
     agent_stopped_speaking: (e) => {
       const agent = turnRow(e.turn_id).agent;
       // The greeting is not written by the LLM, so no agent_text came for it: show what was heard.
