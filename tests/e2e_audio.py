@@ -1,4 +1,5 @@
-"""Listening to what the agent said: resample and transcribe with Whisper tiny.en."""
+"""Listening to what the agent said (resample, transcribe with Whisper tiny.en), and
+speaking to it in the project's own voice."""
 
 from __future__ import annotations
 
@@ -40,3 +41,13 @@ def looks_like_english(text: str) -> bool:
     words = re.findall(r"[A-Za-z']+", text)
     letters = sum(c.isascii() and c.isalpha() for c in text)
     return len(words) >= 2 and letters >= 0.6 * max(1, len(text.replace(" ", "")))
+
+
+@cache
+def synthesized(text: str) -> np.ndarray:
+    """``text`` in the project's own voice, 16 kHz PCM16."""
+    from services.tts.engine import load_piper
+
+    voice = load_piper()
+    pcm = np.frombuffer(b"".join(voice.synthesize(text)), dtype=np.int16)
+    return (to_16k(pcm, voice.sample_rate) * 32767).astype(np.int16)

@@ -13,16 +13,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from functools import cache
 
 import numpy as np
 import pytest
 
 from proto import messages as m
 from services.edge.ice import use_host_addresses
-from services.tts.engine import load_piper
 from tests.bus_watch import BusWatch
-from tests.e2e_audio import to_16k, transcribe
+from tests.e2e_audio import synthesized, transcribe
 from tests.stack_process import StackProcess
 from tests.support import librivox_utterances, word_error_rate
 from tests.support import normalize_words as words_of
@@ -36,14 +34,6 @@ LONG_GREETING = (
     "and help you think things through. What would you like to talk about today?"
 )
 INTERRUPT_SPEECH_S = 0.3  # EDGE_INTERRUPT_SPEECH_MS, the default
-
-
-@cache
-def synthesized(text: str) -> np.ndarray:
-    """``text`` in the project's own voice, 16 kHz PCM16."""
-    voice = load_piper()
-    pcm = np.frombuffer(b"".join(voice.synthesize(text)), dtype=np.int16)
-    return (to_16k(pcm, voice.sample_rate) * 32767).astype(np.int16)
 
 
 def noise_burst(seconds: float = 0.4, level: float = 4000.0) -> np.ndarray:

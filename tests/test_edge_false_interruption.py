@@ -88,10 +88,28 @@ def test_no_words_in_time_resumes_on_the_timeout() -> None:
     agent = Agent(BargeInConfig(resume_after=1.5))
     agent.play(10)
     agent.interrupt()
+    agent.barge_in.user_speaking(False, agent.now)  # a cough: over by the decision
     firsts, events = agent.play(75)  # the frame going silent, then 1.48 s more
     assert set(firsts) == {0} and [type(e) for e in events] == [Paused]
     firsts, events = agent.play(1)  # 1.5 s after it went silent
     assert events == [Resumed(1, "timeout", was_paused=True)] and firsts == [10 * FRAME + 1]
+
+
+def test_the_timeout_waits_while_the_user_goes_on_speaking() -> None:
+    agent = Agent(BargeInConfig(resume_after=1.5))
+    agent.play(10)
+    agent.interrupt()
+    for _ in range(150):  # 3 s of speech and no transcript yet (a busy recognizer)
+        agent.barge_in.user_speaking(True, agent.now)
+        _, events = agent.play(1)
+        assert not any(isinstance(e, Resumed) for e in events)
+    agent.barge_in.user_speaking(False, agent.now)
+    stopped = agent.now
+    _, events = agent.play(74)
+    assert not any(isinstance(e, Resumed) for e in events)
+    firsts, events = agent.play(2)  # 1.5 s after the user stopped
+    assert events == [Resumed(1, "timeout", was_paused=True)] and firsts[-1] == 10 * FRAME + 1
+    assert agent.now - stopped == pytest.approx(1.52)
 
 
 def test_a_speculative_final_that_says_nothing_keeps_waiting() -> None:

@@ -11,9 +11,11 @@ Then:
   real words (services/common/backchannel.py: not "mhm", "yeah", "(coughs)";
   with ``min_words``, that many): the turn is flushed as a cut used to be
   (``Committed``, then its ``TurnFinished``); the session publishes the Cancel;
-- resume: its confirmed final says nothing, or ``resume_after`` passes since the
-  voice went silent with no real words: playout goes on from the same sample
-  (``Resumed``). A speculative final that says nothing does not resume: the
+- resume: its confirmed final says nothing, or ``resume_after`` passes with no
+  real words since the voice went silent and the user stopped speaking
+  (``user_speaking``): playout goes on from the same sample (``Resumed``). The
+  clock waits while the user talks: a transcript can lag a long sentence on a
+  busy machine, and a cough is over long before. A speculative final that says nothing does not resume: the
   user may go on, and the words would then come in the continuation's partials.
 
 ``resume_after`` 0 is the old behaviour: the turn is cut at the decision. With
@@ -97,6 +99,7 @@ class BargeIn:
         self._utterance = 0  # the interrupting generation (and its continuations)
         self._onset = 0.0
         self._silenced_at = 0.0
+        self._quiet_since: float | None = 0.0  # when the user stopped speaking; None: speaking
         self._commit_due = False  # real words heard while stopping: commit at the stop
         self._text_turn = -1  # the newest transcript of the user, and its generation
         self._text = ""
@@ -117,6 +120,7 @@ class BargeIn:
         if turn is None or self.busy:
             return []
         self._turn, self._utterance, self._onset = turn, utterance, onset
+        self._quiet_since = None  # the decision fired on speech
         self._commit_due = self._text_turn >= utterance and self._says_enough(self._text)
         if not self.config.finish_sentence:
             if self._commit_due or self.config.resume_after <= 0:
@@ -143,10 +147,17 @@ class BargeIn:
             return self._resume("says nothing")
         return []
 
+    def user_speaking(self, speaking: bool, now: float) -> None:
+        """Whether the user's voice goes on (the VAD, each microphone frame)."""
+        if speaking:
+            self._quiet_since = None
+        elif self._quiet_since is None:
+            self._quiet_since = now
+
     def next_frame(self, now: float) -> tuple[Pcm, list[OutEvent]]:
         """The buffer's next frame; resumes first when the pause has timed out."""
         events: list[OutEvent] = []
-        if self.phase is Phase.PAUSED and now - self._silenced_at >= self.config.resume_after - EPSILON:
+        if self._timed_out(now):
             events += self._resume("timeout")
         frame, happened = self.buffer.next_frame(now)
         for event in happened:
@@ -156,6 +167,12 @@ class BargeIn:
                 events.append(event)
         self._sync()
         return frame, events
+
+    def _timed_out(self, now: float) -> bool:
+        if self.phase is not Phase.PAUSED or self._quiet_since is None:
+            return False
+        waited = now - max(self._silenced_at, self._quiet_since)
+        return waited >= self.config.resume_after - EPSILON
 
     def _went_silent(self, turn_id: int, now: float) -> list[OutEvent]:
         if self._phase is not Phase.STOPPING or turn_id != self._turn:

@@ -70,8 +70,8 @@ class Settings(ServiceSettings):
     # What a cut does (services/edge/barge_in.py): the decision comes before anyone
     # knows what was said, so the agent's voice only pauses. Words in the
     # utterance's transcript make it a cut (Cancel); a final that says nothing
-    # ("mhm", a cough), or this long silent with no words, resumes the voice where
-    # it stopped. 0 = cut at once, as the decision fires.
+    # ("mhm", a cough), or this long after the user stopped speaking with no words,
+    # resumes the voice where it stopped. 0 = cut at once, as the decision fires.
     false_interruption_timeout_ms: int = Field(default=1500, ge=0)
     # Let the agent finish the sentence it is in (estimated from the chunk's text)
     # before it goes silent, sounding less abrupt; never longer than the max.

@@ -191,6 +191,8 @@ class EdgeSession:
         self.interruption.push(probability, captured_at)
         for event in self.endpointer.push(pcm, probability, captured_at):
             await self._on_speech(event)
+        # Paused: the endpointer heard the first silent frame (speculate_after_ms).
+        self.barge_in.user_speaking(self.endpointer.speaking and not self.endpointer.paused, captured_at)
         await self._maybe_barge_in()
 
     async def _on_speech(self, event: Event) -> None:

@@ -42,6 +42,7 @@ const result = await page.evaluate(() => {
     mic: rec.mic,
     remote: rec.remote,
     remoteSampleRate: rec.remoteSampleRate,
+    remoteMuted: document.getElementById('remote').muted,
     remotePcmBase64: btoa(binary),
   };
 });

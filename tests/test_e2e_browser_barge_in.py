@@ -1,0 +1,123 @@
+"""Barge-in in a real browser: Debian's headless Chromium asks the whole agent
+(`python -m stack`) for a story with its fake microphone, then talks over the reply
+with a LibriVox sentence. The edge pauses and cuts the reply; the page holds the
+agent's voice as soon as the edge's word arrives on the data channel, and lets the
+next reply through."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import wave
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.e2e_audio import synthesized
+from tests.stack_process import StackProcess
+from tests.support import librivox_utterances
+
+pytestmark = pytest.mark.e2e
+BROWSER_DIR = Path(__file__).resolve().parent / "browser"
+RATE = 16000
+LEAD_IN_S = 6.0  # the greeting plays first
+INTO_THE_REPLY_S = 3.5  # after the question: the reply has begun (~1.5 s) and plays on
+TAIL_S = 8.0  # the answer to the interruption
+RMS_SPEECH = 0.01
+ASK_FOR_A_STORY = "Please tell me a long story about a brave knight and a dragon."
+# What the edge sent before it stopped still crosses Chromium's jitter buffer (~100 ms),
+# but nothing of the cut reply may play this long after the page held the voice.
+DRAINED_MS = 600.0
+
+
+def _silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * RATE), dtype=np.int16)
+
+
+def _write_wav(path: Path, *parts: np.ndarray) -> float:
+    samples = np.concatenate(parts)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes(samples.tobytes())
+    return samples.size / RATE
+
+
+def _onset_after_gap(timeline: list[list[float]], gap_ms: float) -> float | None:
+    """The first loud block after the first quiet stretch of ``gap_ms`` that follows
+    loud audio: the interruption, after the question and the wait for the reply."""
+    loud = [t for t, rms in timeline if rms > RMS_SPEECH]
+    return next((b for a, b in pairwise(loud) if b - a >= gap_ms), None)
+
+
+def _first(
+    events: list[dict[str, object]], kind: str, after: float, **match: object
+) -> dict[str, object] | None:
+    return next(
+        (
+            e
+            for e in events
+            if e.get("type") == kind
+            and float(e["receivedAt"]) >= after  # type: ignore[arg-type]
+            and all(e.get(k) == v for k, v in match.items())
+        ),
+        None,
+    )
+
+
+def test_the_page_holds_the_agents_voice_when_the_user_talks_over_it(
+    agent_stack: StackProcess, tmp_path: Path
+) -> None:
+    assert shutil.which("node"), "node is needed for the browser test (Debian nodejs)"
+    interruption = next(u for u in librivox_utterances() if u.name.endswith("0870")).pcm16()
+    wav = tmp_path / "microphone.wav"
+    seconds = _write_wav(
+        wav,
+        _silence(LEAD_IN_S),
+        synthesized(ASK_FOR_A_STORY),
+        _silence(INTO_THE_REPLY_S),
+        interruption,
+        _silence(TAIL_S),
+    )
+    out = tmp_path / "result.json"
+    run = subprocess.run(
+        ["node", "talk.mjs", f"{agent_stack.edge_url}/", str(wav), str(out), str(seconds + 2)],
+        cwd=BROWSER_DIR,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+    )
+    assert run.returncode == 0, run.stderr + agent_stack.log_tail()
+    result = json.loads(out.read_text())
+    events = result["events"]
+    kinds = [e.get("type") for e in events]
+
+    onset = _onset_after_gap(result["mic"], gap_ms=INTO_THE_REPLY_S * 1000 - 500)
+    assert onset is not None, "the interruption was not found at the microphone"
+    started = [e for e in events if e.get("type") == "agent_started_speaking" and e["receivedAt"] <= onset]
+    assert started and started[-1]["turn_id"] >= 1, f"no reply was playing when the user talked: {kinds}"
+    reply = started[-1]["turn_id"]
+
+    # The edge decided: it paused the reply, then the words cut it.
+    paused = _first(events, "agent_paused", onset, turn_id=reply)
+    cut = _first(events, "interrupted", onset, turn_id=reply)
+    assert paused is not None and cut is not None, f"the reply was not paused and cut: {kinds}"
+    # The page held the voice the moment the pause arrived, not when the audio ran out.
+    held = _first(events, "voice_held", onset, held=True)
+    assert held is not None, f"the page did not hold the agent's voice: {kinds}"
+    assert paused["receivedAt"] <= held["receivedAt"] <= cut["receivedAt"]
+    # And the edge really stopped sending: the remote track fell silent behind it.
+    window = (held["receivedAt"] + DRAINED_MS, cut["receivedAt"] + 1000)
+    still_playing = [t for t, rms in result["remote"] if window[0] <= t <= window[1] and rms > RMS_SPEECH]
+    assert not still_playing, f"the cut reply played on {len(still_playing)} blocks after the hold"
+
+    # The answer to the interruption starts, and the page lets it through.
+    answer = _first(events, "agent_started_speaking", cut["receivedAt"])
+    assert answer is not None and answer["turn_id"] > reply, f"no answer to the interruption: {kinds}"
+    released = _first(events, "voice_held", cut["receivedAt"], held=False)
+    assert released is not None and released["receivedAt"] >= answer["receivedAt"]
+    assert result["remoteMuted"] is False
