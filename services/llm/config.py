@@ -28,8 +28,8 @@ class Settings(ServiceSettings):
     context: int = Field(default=2048, ge=256)
     # Threads that generate tokens. One: with two on a 2-core machine that also runs
     # stt, tts, the edge (and here a browser), a generation step waits at every
-    # barrier for whichever thread was descheduled; measured 10 tokens/s with two
-    # against 21 with one while another process kept a core busy.
+    # barrier for whichever thread was descheduled (python -m bench.llm_threads: 9.4
+    # tokens/s with two against 20.2 with one while another process kept a core busy).
     threads: int = Field(default=1, ge=1)
     # Threads that evaluate the prompt (one batch, parallel work); 0 = as many as threads.
     threads_batch: int = Field(default=2, ge=0)
