@@ -4,36 +4,20 @@ real LibriVox speech, the whole agent (`python -m stack`), the reply heard in th
 from __future__ import annotations
 
 import base64
-import json
-import shutil
-import subprocess
-import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.browser_page import silence, talk, write_microphone_wav
 from tests.e2e_audio import looks_like_english, transcribe
 from tests.stack_process import StackProcess
 from tests.support import librivox_utterances, word_error_rate
 
 pytestmark = pytest.mark.e2e
-BROWSER_DIR = Path(__file__).resolve().parent / "browser"
 LEAD_IN_S = 6.0  # the greeting plays first; the user speaks after it
 TAIL_S = 14.0
 RMS_SPEECH = 0.01
-
-
-def _write_microphone_wav(path: Path, speech: np.ndarray) -> float:
-    """Silence, the utterance, silence; returns where the speech ends (s)."""
-    lead = np.zeros(int(LEAD_IN_S * 16000), dtype=np.int16)
-    tail = np.zeros(int(TAIL_S * 16000), dtype=np.int16)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(np.concatenate([lead, speech, tail]).tobytes())
-    return LEAD_IN_S + speech.size / 16000
 
 
 def _last_loud(timeline: list[list[float]]) -> float:
@@ -45,21 +29,11 @@ def _first_loud_after(timeline: list[list[float]], after: float) -> float | None
 
 
 def test_browser_conversation(agent_stack: StackProcess, tmp_path: Path) -> None:
-    assert shutil.which("node"), "node is needed for the browser test (Debian nodejs)"
     utterance = next(u for u in librivox_utterances() if u.name.endswith("0870"))
     wav = tmp_path / "microphone.wav"
-    speech_ends_s = _write_microphone_wav(wav, utterance.pcm16())
-    out = tmp_path / "result.json"
-    seconds = speech_ends_s + TAIL_S + 3  # the whole WAV, and the reply after it
-    run = subprocess.run(
-        ["node", "talk.mjs", f"{agent_stack.edge_url}/", str(wav), str(out), str(seconds)],
-        cwd=BROWSER_DIR,
-        capture_output=True,
-        text=True,
-        timeout=seconds + 60,
-    )
-    assert run.returncode == 0, run.stderr + agent_stack.log_tail()
-    result = json.loads(out.read_text())
+    seconds = write_microphone_wav(wav, silence(LEAD_IN_S), utterance.pcm16(), silence(TAIL_S))
+    seconds += 3  # the whole WAV, and the reply after it
+    result = talk(agent_stack, wav, seconds, tmp_path / "result.json")
     events = result["events"]
     kinds = [e.get("type") for e in events]
     finals = [e for e in events if e.get("type") == "transcript" and e.get("final") and e["turn_id"] >= 1]

@@ -6,23 +6,17 @@ next reply through."""
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-import wave
 from itertools import pairwise
 from pathlib import Path
 
-import numpy as np
 import pytest
 
+from tests.browser_page import silence, talk, write_microphone_wav
 from tests.e2e_audio import synthesized
 from tests.stack_process import StackProcess
 from tests.support import librivox_utterances
 
 pytestmark = pytest.mark.e2e
-BROWSER_DIR = Path(__file__).resolve().parent / "browser"
-RATE = 16000
 LEAD_IN_S = 6.0  # the greeting plays first
 INTO_THE_REPLY_S = 3.5  # after the question: the reply has begun (~1.5 s) and plays on
 TAIL_S = 8.0  # the answer to the interruption
@@ -31,20 +25,6 @@ ASK_FOR_A_STORY = "Please tell me a long story about a brave knight and a dragon
 # What the edge sent before it stopped still crosses Chromium's jitter buffer (~100 ms),
 # but nothing of the cut reply may play this long after the page held the voice.
 DRAINED_MS = 600.0
-
-
-def _silence(seconds: float) -> np.ndarray:
-    return np.zeros(int(seconds * RATE), dtype=np.int16)
-
-
-def _write_wav(path: Path, *parts: np.ndarray) -> float:
-    samples = np.concatenate(parts)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(RATE)
-        w.writeframes(samples.tobytes())
-    return samples.size / RATE
 
 
 def _onset_after_gap(timeline: list[list[float]], gap_ms: float) -> float | None:
@@ -72,27 +52,17 @@ def _first(
 def test_the_page_holds_the_agents_voice_when_the_user_talks_over_it(
     agent_stack: StackProcess, tmp_path: Path
 ) -> None:
-    assert shutil.which("node"), "node is needed for the browser test (Debian nodejs)"
     interruption = next(u for u in librivox_utterances() if u.name.endswith("0870")).pcm16()
     wav = tmp_path / "microphone.wav"
-    seconds = _write_wav(
+    seconds = write_microphone_wav(
         wav,
-        _silence(LEAD_IN_S),
+        silence(LEAD_IN_S),
         synthesized(ASK_FOR_A_STORY),
-        _silence(INTO_THE_REPLY_S),
+        silence(INTO_THE_REPLY_S),
         interruption,
-        _silence(TAIL_S),
+        silence(TAIL_S),
     )
-    out = tmp_path / "result.json"
-    run = subprocess.run(
-        ["node", "talk.mjs", f"{agent_stack.edge_url}/", str(wav), str(out), str(seconds + 2)],
-        cwd=BROWSER_DIR,
-        capture_output=True,
-        text=True,
-        timeout=seconds + 60,
-    )
-    assert run.returncode == 0, run.stderr + agent_stack.log_tail()
-    result = json.loads(out.read_text())
+    result = talk(agent_stack, wav, seconds + 2, tmp_path / "result.json")
     events = result["events"]
     kinds = [e.get("type") for e in events]
 
