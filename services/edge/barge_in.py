@@ -15,8 +15,9 @@ Then:
   real words since the voice went silent and the user stopped speaking
   (``user_speaking``): playout goes on from the same sample (``Resumed``). The
   clock waits while the user talks: a transcript can lag a long sentence on a
-  busy machine, and a cough is over long before. A speculative final that says nothing does not resume: the
-  user may go on, and the words would then come in the continuation's partials.
+  busy machine, and a cough is over long before. A speculative final that says
+  nothing does not resume: the user may go on, and the words would then come in
+  the continuation's partials.
 
 ``resume_after`` 0 is the old behaviour: the turn is cut at the decision. With
 ``finish_sentence`` the voice goes silent only at the estimated end of the
