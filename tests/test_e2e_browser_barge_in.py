@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,15 +35,13 @@ def _onset_after_gap(timeline: list[list[float]], gap_ms: float) -> float | None
     return next((b for a, b in pairwise(loud) if b - a >= gap_ms), None)
 
 
-def _first(
-    events: list[dict[str, object]], kind: str, after: float, **match: object
-) -> dict[str, object] | None:
+def _first(events: list[dict[str, Any]], kind: str, after: float, **match: object) -> dict[str, Any] | None:
     return next(
         (
             e
             for e in events
             if e.get("type") == kind
-            and float(e["receivedAt"]) >= after  # type: ignore[arg-type]
+            and e["receivedAt"] >= after
             and all(e.get(k) == v for k, v in match.items())
         ),
         None,
@@ -81,7 +80,7 @@ def test_the_page_holds_the_agents_voice_when_the_user_talks_over_it(
     # The page held the voice the moment the decision arrived, not when the audio ran out.
     held = _first(events, "voice_held", onset, held=True)
     assert held is not None, f"the page did not hold the agent's voice: {kinds}"
-    assert decided["receivedAt"] <= held["receivedAt"] <= cut["receivedAt"] + 5  # type: ignore[operator]
+    assert decided["receivedAt"] <= held["receivedAt"] <= cut["receivedAt"] + 5
     # And the edge really stopped sending: the remote track fell silent behind it.
     window = (held["receivedAt"] + DRAINED_MS, cut["receivedAt"] + 1000)
     still_playing = [t for t, rms in result["remote"] if window[0] <= t <= window[1] and rms > RMS_SPEECH]
