@@ -42,55 +42,40 @@ def test_build_makes_one_call_per_trial_the_prompt_then_a_sound_over_the_reply()
     assert samples.size / SAMPLE_RATE > interrupt.placed.end_s
 
 
-def test_a_real_interruption_is_timed_from_its_onset_to_the_agents_silence() -> None:
+def talked_over(reply_until_ms: float, *events: dict[str, object]) -> list[Trial]:
+    """The prompt (1-2 s), the reply from 3.5 s to ``reply_until_ms`` (its
+    agent_started_speaking at 3.3 s, then ``events``), and speech over it from 6 s."""
     stimuli = [stimulus("prompt", 1.0, 2.0), stimulus("interrupt", 6.0, 8.0)]
     mic = timeline([(1000, 2000), (6000, 8000)], 12000)
-    remote = timeline([(3500, 6420)], 12000)  # the reply, cut 420 ms after the onset
-    events = [
-        event("agent_started_speaking", 1, 3300),
-        event("agent_stopped_speaking", 1, 6700, interrupted=True),
-    ]
-    prompt, interrupt = trials(stimuli, mic, remote, events, BLOCK)
+    remote = timeline([(3500, reply_until_ms)], 12000)
+    return trials(stimuli, mic, remote, [event("agent_started_speaking", 1, 3300), *events], BLOCK)
+
+
+def test_a_real_interruption_is_timed_from_its_onset_to_the_agents_silence() -> None:
+    # The reply, cut 420 ms after the onset.
+    prompt, interrupt = talked_over(6420, event("agent_stopped_speaking", 1, 6700, interrupted=True))
     assert prompt.playing_turn is None and prompt.note == "the agent was not speaking"
     assert (interrupt.playing_turn, interrupt.cut, interrupt.stop_ms) == (1, True, 420.0)
     assert interrupt.heard_stop_ms == 420.0  # the page never held the voice: what played was heard
 
 
 def test_the_user_stops_hearing_the_agent_when_the_page_holds_its_voice() -> None:
-    stimuli = [stimulus("prompt", 1.0, 2.0), stimulus("interrupt", 6.0, 8.0)]
-    mic = timeline([(1000, 2000), (6000, 8000)], 12000)
-    remote = timeline([(3500, 6500)], 12000)  # the jitter buffer plays on to 500 ms
-    events = [
-        event("agent_started_speaking", 1, 3300),
+    interrupt = talked_over(  # the jitter buffer plays on to 500 ms
+        6500,
         event("voice_held", 0, 6380, held=True),  # the edge's pause reached the page
         event("agent_paused", 1, 6380),
         event("agent_stopped_speaking", 1, 6900, interrupted=True),
-    ]
-    interrupt = trials(stimuli, mic, remote, events, BLOCK)[1]
+    )[1]
     assert (interrupt.stop_ms, interrupt.heard_stop_ms) == (500.0, 380.0)
 
 
 def test_a_reply_that_was_not_cut_is_a_miss_not_a_time() -> None:
-    stimuli = [stimulus("prompt", 1.0, 2.0), stimulus("interrupt", 6.0, 8.0)]
-    mic = timeline([(1000, 2000), (6000, 8000)], 12000)
-    remote = timeline([(3500, 9000)], 12000)
-    events = [
-        event("agent_started_speaking", 1, 3300),
-        event("agent_stopped_speaking", 1, 9000, interrupted=False),
-    ]
-    interrupt = trials(stimuli, mic, remote, events, BLOCK)[1]
+    interrupt = talked_over(9000, event("agent_stopped_speaking", 1, 9000, interrupted=False))[1]
     assert (interrupt.cut, interrupt.stop_ms, interrupt.note) == (False, None, "the reply was not cut")
 
 
 def test_a_reply_that_ended_on_its_own_at_the_onset_is_no_trial() -> None:
-    stimuli = [stimulus("prompt", 1.0, 2.0), stimulus("interrupt", 6.0, 8.0)]
-    mic = timeline([(1000, 2000), (6000, 8000)], 12000)
-    remote = timeline([(3500, 6300)], 12000)
-    events = [
-        event("agent_started_speaking", 1, 3300),
-        event("agent_stopped_speaking", 1, 6400, interrupted=False),
-    ]
-    interrupt = trials(stimuli, mic, remote, events, BLOCK)[1]
+    interrupt = talked_over(6300, event("agent_stopped_speaking", 1, 6400, interrupted=False))[1]
     assert (interrupt.playing_turn, interrupt.note) == (None, "the reply ended on its own")
 
 
