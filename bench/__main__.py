@@ -131,12 +131,6 @@ def main() -> int:
     if "summary" in data:
         print()
         print(report.table(data))
-        jitter = data.get("chromium_jitter_buffer")
-        if jitter:
-            print(
-                f"Chromium's receive jitter buffer (call average): {jitter['delay_ms']:.0f} ms, "
-                f"target {jitter['target_ms']:.0f} ms, minimum {jitter['minimum_ms']:.0f} ms"
-            )
         measured += data["summary"]["voice_to_voice_ms"]["count"]
     if "barge_in" in data:
         print()

@@ -132,6 +132,12 @@ def table(data: dict[str, Any]) -> str:
         lines.append(
             f"{step:<18} {fmt_ms(figures['p50']):>8} {fmt_ms(figures['p90']):>8} {figures['count']:>3}"
         )
+    jitter = data.get("chromium_jitter_buffer")
+    if jitter:
+        lines.append(
+            f"Chromium's receive jitter buffer (call average): {jitter['delay_ms']:.0f} ms, "
+            f"target {jitter['target_ms']:.0f} ms, minimum {jitter['minimum_ms']:.0f} ms"
+        )
     return "\n".join(lines)
 
 
