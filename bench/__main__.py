@@ -45,7 +45,9 @@ def analyze_barge_in(run_dir: Path, run: dict[str, Any]) -> dict[str, Any]:
         stimuli = [barge_in.Stimulus(s.pop("kind"), Placed(**s)) for s in saved]
         page = json.loads(path.read_text())
         events = page_audio.epoch_events(page["events"], float(page["timeOrigin"]))
-        found += barge_in.trials(stimuli, page["mic"], page["remote"], events, float(page["blockMs"]))
+        # Runs from before the page's received tap have only the played voice.
+        voice = barge_in.Voice(page["remote"], page.get("received", page["remote"]), float(page["blockMs"]))
+        found += barge_in.trials(stimuli, page["mic"], voice, events)
         errors += [page["error"]] if page["error"] else []
     interrupt_ms = float(run.get("interrupt_speech_ms", 300))
     return {

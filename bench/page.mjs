@@ -5,7 +5,8 @@
 // (performance.timeOrigin + performance.now()), comparable with the servers' time.time().
 //
 // usage: node page.mjs <page-url> <wav> <out.json> <seconds>
-// Writes JSON: {timeOrigin, blockMs, mic: [[epochMs, rms], ...], remote: [...],
+// Writes JSON: {timeOrigin, blockMs, mic: [[epochMs, rms], ...], remote: [...] (as played),
+//               received: [...] (as received, before the page's barge-in hold),
 //               events: window.voiceAgent.events (receivedAt in performance.now() ms),
 //               error, console}.
 // playwright-core comes from tests/browser/node_modules (installed by `make test-deps`);
@@ -61,6 +62,7 @@ const result = await page.evaluate(() => ({
   blockMs: window.__taps.blockMs,
   mic: window.__taps.mic,
   remote: window.__taps.remote,
+  received: window.__taps.received,
   events: (window.voiceAgent && window.voiceAgent.events) || [],
   error: (window.voiceAgent && window.voiceAgent.error) || '',
 }));

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from bench import barge_in
-from bench.barge_in import Stimulus, Trial, build, summary, trials
+from bench.barge_in import Stimulus, Trial, Voice, build, summary, trials
 from bench.microphone import SAMPLE_RATE, Placed, Utterance
 
 BLOCK = 5.0
@@ -42,13 +42,21 @@ def test_build_makes_one_call_per_trial_the_prompt_then_a_sound_over_the_reply()
     assert samples.size / SAMPLE_RATE > interrupt.placed.end_s
 
 
-def talked_over(reply_until_ms: float, *events: dict[str, object]) -> list[Trial]:
-    """The prompt (1-2 s), the reply from 3.5 s to ``reply_until_ms`` (its
-    agent_started_speaking at 3.3 s, then ``events``), and speech over it from 6 s."""
+def voice(remote: list[list[float]], received: list[list[float]] | None = None) -> Voice:
+    return Voice(remote, remote if received is None else received, BLOCK)
+
+
+def talked_over(
+    reply_until_ms: float, *events: dict[str, object], received_until_ms: float | None = None
+) -> list[Trial]:
+    """The prompt (1-2 s), the reply from 3.5 s to ``reply_until_ms`` as played (to
+    ``received_until_ms`` as received; the same by default; its agent_started_speaking
+    at 3.3 s, then ``events``), and speech over it from 6 s."""
     stimuli = [stimulus("prompt", 1.0, 2.0), stimulus("interrupt", 6.0, 8.0)]
     mic = timeline([(1000, 2000), (6000, 8000)], 12000)
-    remote = timeline([(3500, reply_until_ms)], 12000)
-    return trials(stimuli, mic, remote, [event("agent_started_speaking", 1, 3300), *events], BLOCK)
+    played = timeline([(3500, reply_until_ms)], 12000)
+    received = timeline([(3500, received_until_ms or reply_until_ms)], 12000)
+    return trials(stimuli, mic, voice(played, received), [event("agent_started_speaking", 1, 3300), *events])
 
 
 def test_a_real_interruption_is_timed_from_its_onset_to_the_agents_silence() -> None:
@@ -56,17 +64,17 @@ def test_a_real_interruption_is_timed_from_its_onset_to_the_agents_silence() -> 
     prompt, interrupt = talked_over(6420, event("agent_stopped_speaking", 1, 6700, interrupted=True))
     assert prompt.playing_turn is None and prompt.note == "the agent was not speaking"
     assert (interrupt.playing_turn, interrupt.cut, interrupt.stop_ms) == (1, True, 420.0)
-    assert interrupt.heard_stop_ms == 420.0  # the page never held the voice: what played was heard
+    assert interrupt.received_stop_ms == 420.0
 
 
-def test_the_user_stops_hearing_the_agent_when_the_page_holds_its_voice() -> None:
-    interrupt = talked_over(  # the jitter buffer plays on to 500 ms
-        6500,
-        event("voice_held", 0, 6380, held=True),  # the edge's pause reached the page
+def test_the_played_voice_stops_at_the_pages_hold_before_the_received_one() -> None:
+    interrupt = talked_over(
+        6380,  # the page held the voice when the edge's pause reached it...
         event("agent_paused", 1, 6380),
         event("agent_stopped_speaking", 1, 6900, interrupted=True),
+        received_until_ms=6500,  # ...while what the edge sent before still arrived
     )[1]
-    assert (interrupt.stop_ms, interrupt.heard_stop_ms) == (500.0, 380.0)
+    assert (interrupt.stop_ms, interrupt.received_stop_ms) == (380.0, 500.0)
 
 
 def test_a_reply_that_was_not_cut_is_a_miss_not_a_time() -> None:
@@ -88,7 +96,7 @@ def test_false_alarms_count_only_when_they_cut_the_reply() -> None:
         event("agent_paused", 1, 6400),
         event("agent_stopped_speaking", 1, 9700, interrupted=True),
     ]
-    _, noise, cough = trials(stimuli, mic, remote, events, BLOCK)
+    _, noise, cough = trials(stimuli, mic, voice(remote), events)
     assert (noise.cut, noise.paused) == (False, True)  # its window closed before the cut
     assert cough.cut is True
 
@@ -127,5 +135,5 @@ def test_a_reply_between_two_chunks_is_still_speaking() -> None:
         event("agent_started_speaking", 1, 3300),
         event("agent_stopped_speaking", 1, 6700, interrupted=True),
     ]
-    interrupt = trials(stimuli, mic, remote, events, BLOCK)[1]
+    interrupt = trials(stimuli, mic, voice(remote), events)[1]
     assert (interrupt.playing_turn, interrupt.stop_ms) == (1, 550.0)

@@ -1,9 +1,10 @@
 // Opens the edge's page in Debian's headless Chromium with a fake microphone that plays a
 // WAV file once, presses Talk, and records in the page with WebAudio both the microphone
-// (to find when speech ends) and the agent's voice on the remote track.
+// (to find when speech ends) and the agent's voice on the remote track (as played, and
+// as received before the page's barge-in hold).
 //
 // usage: node talk.mjs <page-url> <wav> <out.json> <seconds>
-// Writes JSON: events (the page's window.voiceAgent.events), mic and remote level
+// Writes JSON: events (the page's window.voiceAgent.events), mic, remote and received level
 // timelines ([ms since page origin, rms] per 20 ms-ish block) and the remote audio as
 // base64 PCM16 mono at remoteSampleRate.
 import { writeFileSync } from 'node:fs';
@@ -41,8 +42,9 @@ const result = await page.evaluate(() => {
     events: (window.voiceAgent && window.voiceAgent.events) || [],
     mic: rec.mic,
     remote: rec.remote,
+    received: rec.received,
+    voiceHeld: window.voiceAgent.voiceHeld(),
     remoteSampleRate: rec.remoteSampleRate,
-    remoteMuted: document.getElementById('remote').muted,
     remotePcmBase64: btoa(binary),
   };
 });

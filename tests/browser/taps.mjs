@@ -3,16 +3,19 @@
 // they change nothing. Shared by the browser tests (talk.mjs) and the benchmark
 // (bench/page.mjs).
 //
-// In the page, window.__taps = {mic, remote, blockMs, remotePcm, remoteSampleRate, pcs}:
-// mic and remote are [[start ms, rms], ...] per sub-block of `subBlock` samples, in
+// In the page, window.__taps = {mic, remote, received, blockMs, remotePcm, remoteSampleRate, pcs}:
+// mic, remote and received are [[start ms, rms], ...] per sub-block of `subBlock` samples, in
 // performance.now() ms, or epoch ms with `epoch` (comparable with the servers'
 // time.time()); remotePcm (with `keepRemotePcm`) the remote audio as Int16Array blocks;
 // pcs the page's RTCPeerConnections, for getStats.
+// remote is the agent's voice as the page plays it: silent while the page holds it (the
+// page disables the track). received taps a clone of the track, which the page's hold
+// does not touch: the audio as it arrived from the edge.
 // Both taps go through the same kind of graph, so its own delay cancels in
 // "remote onset - microphone end".
 export async function installTaps(page, { subBlock = 1024, keepRemotePcm = false, epoch = false } = {}) {
   await page.addInitScript(({ subBlock, keepRemotePcm, epoch }) => {
-    const rec = { mic: [], remote: [], blockMs: 0, remotePcm: [], remoteSampleRate: 0, pcs: [] };
+    const rec = { mic: [], remote: [], received: [], blockMs: 0, remotePcm: [], remoteSampleRate: 0, pcs: [] };
     window.__taps = rec;
     const now = () => (epoch ? performance.timeOrigin : 0) + performance.now();
     const tap = (stream, timeline, keepPcm) => {
@@ -57,8 +60,10 @@ export async function installTaps(page, { subBlock = 1024, keepRemotePcm = false
       constructor(...args) {
         super(...args);
         rec.pcs.push(this);
-        this.addEventListener('track', (ev) =>
-          tap(ev.streams[0] || new MediaStream([ev.track]), rec.remote, keepRemotePcm));
+        this.addEventListener('track', (ev) => {
+          tap(ev.streams[0] || new MediaStream([ev.track]), rec.remote, keepRemotePcm);
+          tap(new MediaStream([ev.track.clone()]), rec.received, false);
+        });
       }
     };
   }, { subBlock, keepRemotePcm, epoch });

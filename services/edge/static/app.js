@@ -12,6 +12,7 @@
   const remote = $("remote");
 
   const agent = {
+    voiceHeld: () => voiceHeld, // the page is holding the agent's voice (barge-in)
     events: [], // every data-channel event, with receivedAt (performance.now() ms)
     state: "idle", // idle | connecting | listening | thinking | speaking
     connected: false,
@@ -77,12 +78,17 @@
   }
 
   // The edge stops the agent's voice at once on an interruption, but what it sent just
-  // before still sits in the browser's jitter buffer (~100 ms). The data channel is not
-  // buffered, so the page silences the voice the moment the edge says so, and lets it
-  // through again when the agent resumes or its next reply starts.
+  // before still sits in the browser's jitter buffer and playout path (~200 ms). The data
+  // channel is not buffered, so the page silences the voice the moment the edge says so,
+  // and lets it through again when the agent resumes or its next reply starts. It
+  // disables the received track rather than muting the <audio> element: every consumer
+  // of the track (a recorder, a level meter) then hears what the user hears.
+  let voiceHeld = false;
   function holdVoice(held) {
-    if (remote.muted === held) return;
-    remote.muted = held;
+    if (voiceHeld === held) return;
+    voiceHeld = held;
+    const tracks = remote.srcObject ? remote.srcObject.getAudioTracks() : [];
+    tracks.forEach((track) => (track.enabled = !held));
     agent.events.push({ type: "voice_held", held, receivedAt: performance.now() });
   }
 
@@ -226,6 +232,7 @@
     if (stream) stream.getTracks().forEach((t) => t.stop());
     stream = null;
     remote.srcObject = null;
+    voiceHeld = false;
     talk.textContent = "Talk";
     talk.classList.remove("on");
     talk.disabled = false;
