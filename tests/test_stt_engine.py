@@ -16,7 +16,7 @@ UTTERANCES = {u.name.rsplit("-", 1)[-1]: u for u in librivox_utterances()}
 
 @pytest.fixture(scope="module")
 def recognizer() -> Iterator[FasterWhisperRecognizer]:
-    engine = load_recognizer("", cpu_threads=2, silence_rms=0.003, trim_window=True)
+    engine = load_recognizer("", cpu_threads=1, silence_rms=0.003, trim_window=True)
     yield engine
     engine.trim_window = True
 
@@ -63,3 +63,19 @@ def test_a_loop_at_the_end_is_told_from_ordinary_text() -> None:
     assert not ends_in_loop([1, 2, 3, 4, 5, 6, 7, 8, 9])
     assert not ends_in_loop([7, 7, 7])  # too short to tell
     assert not ends_in_loop([4, 7, 7, 7, 5])
+
+
+def test_a_doubtful_fitted_decode_is_redone_the_stock_way_and_says_why(
+    recognizer: FasterWhisperRecognizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recognizer.trim_window = True
+    samples = speech("0930")
+    recognizer.transcribe(samples)
+    assert recognizer.last_fallback == ""  # clean speech: the fitted window is trusted
+    stock: list[int] = []
+    monkeypatch.setattr("services.stt.engine.ends_in_loop", lambda tokens: True)
+    monkeypatch.setattr(recognizer, "_decode_stock", lambda s: stock.append(s.size) or "stock text")
+    assert recognizer.transcribe(samples) == "stock text"
+    assert (recognizer.last_fallback, stock) == ("loop", [samples.size])
+    recognizer.transcribe(np.zeros(16000, dtype=np.float32))
+    assert recognizer.last_fallback == ""  # each call starts afresh

@@ -114,6 +114,9 @@ class FasterWhisperRecognizer:
 
         self.silence_rms = silence_rms
         self.trim_window = trim_window
+        # Why the last decode fell back to the stock one ("" if it did not): the
+        # fallback costs a 30 s window and maybe several temperatures.
+        self.last_fallback = ""
         # local_files_only: a path that is not a model must fail, not download.
         self._model: Any = WhisperModel(
             str(model_path),
@@ -136,6 +139,7 @@ class FasterWhisperRecognizer:
         return time.perf_counter() - started
 
     def transcribe(self, samples: np.ndarray) -> str:
+        self.last_fallback = ""
         if is_near_silence(samples, self.silence_rms):
             return ""
         return self._decode(samples)
@@ -182,10 +186,15 @@ class FasterWhisperRecognizer:
         if result.no_speech_prob > NO_SPEECH_PROB and avg_logprob < LOW_LOGPROB:
             return ""
         text = clean_text(self._tokenizer.decode(tokens))
-        doubtful = get_compression_ratio(text) > REPETITIVE_COMPRESSION or avg_logprob < LOW_LOGPROB
-        if text and (doubtful or ends_in_loop(tokens)):
-            return self._decode_stock(samples)
-        return text
+        if not text:
+            return text
+        if get_compression_ratio(text) > REPETITIVE_COMPRESSION:
+            self.last_fallback = "repetitive"
+        elif avg_logprob < LOW_LOGPROB:
+            self.last_fallback = "improbable"
+        elif ends_in_loop(tokens):
+            self.last_fallback = "loop"
+        return self._decode_stock(samples) if self.last_fallback else text
 
 
 def ends_in_loop(tokens: list[int]) -> bool:

@@ -50,6 +50,11 @@ SPECULATIVE = Counter(
     "Speculative finals published (decoded at a pause, before the end of the turn)",
     ["service"],
 )
+FALLBACKS = Counter(
+    f"{metrics.PREFIX}_stt_stock_fallbacks",
+    "Fitted-window decodes redone the stock way (30 s window), by the reason",
+    ["service", "kind", "reason"],
+)
 FINAL_LATENCY = metrics.latency_histogram(
     "stt_final_latency", "SpeechEnded received -> TranscriptFinal published"
 )
@@ -225,6 +230,10 @@ class SttService:
                 return "" if job.kind == "final" else None
             DECODE_SECONDS.labels(SERVICE, job.kind).observe(time.perf_counter() - started)
             span.set_attributes(telemetry.text_attributes("voice_agent.transcript", text))
+            fallback = getattr(self._recognizer, "last_fallback", "")
+            if fallback:
+                FALLBACKS.labels(SERVICE, job.kind, fallback).inc()
+                span.set_attribute("voice_agent.stt.fallback", fallback)
             return text
 
     def _decode_attributes(self, job: Job) -> dict[str, str | int | float]:
