@@ -36,9 +36,10 @@ class Settings(ServiceSettings):
     datachannel_wait_ms: int = Field(default=1000, ge=0)
 
     # Microphone packets aiortc's receive jitter buffer waits for before it decodes
-    # one (services/edge/jitter.py): 1 = as soon as the next proves it complete;
-    # aiortc's own 4 adds 60 ms to every frame on its way to the VAD.
-    receive_jitter_frames: int = Field(default=1, ge=1, le=8)
+    # one (services/edge/jitter.py): 0 = none, each packet as it arrives; 1 = until the
+    # next proves it complete (20 ms); aiortc's own 4 adds 80 ms to every frame on its
+    # way to the VAD.
+    receive_jitter_frames: int = Field(default=0, ge=0, le=8)
 
     vad_threshold: float = Field(default=0.5, gt=0, lt=1)
     # Silero's usual hysteresis: a frame counts as silence below this, so speech
