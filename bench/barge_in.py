@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.microphone import LOUD_RMS, SAMPLE_RATE, Placed, Utterance, loud_span
+from bench import page_audio
+from bench.microphone import SAMPLE_RATE, Placed, Utterance, loud_span
 from bench.page_audio import Event, Timeline
 from bench.page_audio import loud_span as loud_blocks
 from bench.stats import summarize, verdict
@@ -42,8 +43,6 @@ FALSE_KINDS = ("noise", "cough", "backchannel")
 INTO_THE_REPLY_S = 3.0  # after the prompt ends: the reply has started (v2v ~1.5 s) and plays on
 AFTER_INTERRUPTION_S = 4.0  # the cut and its events reach the page
 AFTER_FALSE_S = 5.0  # longer than a false interruption may pause the reply (1.5 s) + the window
-ONSET_WINDOW_MS = 400.0
-DRIFT = 0.12  # the fake microphone may run this much slower (or faster) than planned
 INTERRUPT_DECISION_MS = 300.0  # EDGE_INTERRUPT_SPEECH_MS: no cut can come sooner
 ENDED_ITSELF_MS = 300.0  # a reply ending this soon after the onset was over before any cut
 AFTER_STOP_EVENT_MS = 400.0  # audio sent before the stop still crosses Chromium's jitter buffer
@@ -160,27 +159,8 @@ def trials(stimuli: Sequence[Stimulus], mic: Timeline, voice: Voice, events: Seq
 
 
 def onsets(stimuli: Sequence[Stimulus], mic: Timeline) -> list[float | None]:
-    """Where each stimulus begins at the microphone (epoch ms), or None if not found.
-
-    Chromium's fake microphone can play the WAV slower than real time on a loaded
-    machine (we measured 2.5 s of drift over 110 s), so a stimulus is looked for from
-    the previous one found, at the planned distance give or take a margin that grows
-    with it, not at one fixed origin.
-    """
-    found: list[float | None] = []
-    previous: tuple[float, float] | None = None  # (onset found, planned start) in ms
-    for stimulus in stimuli:
-        planned = stimulus.placed.speech_start_s * 1000
-        low, high = float("-inf"), float("inf")
-        if previous is not None:
-            gap = planned - previous[1]
-            low = previous[0] + gap * (1 - DRIFT) - ONSET_WINDOW_MS
-            high = previous[0] + gap * (1 + DRIFT) + ONSET_WINDOW_MS
-        onset = next((t for t, rms in mic if low <= t <= high and rms > LOUD_RMS), None)
-        found.append(onset)
-        if onset is not None:
-            previous = (onset, planned)
-    return found
+    """Where each stimulus begins at the microphone (epoch ms), or None if not found."""
+    return page_audio.onsets([s.placed for s in stimuli], mic)
 
 
 def _trial(stimulus: Stimulus, onset: float | None, voice: Voice, events: Sequence[Event]) -> Trial:

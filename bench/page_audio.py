@@ -16,7 +16,8 @@ from bench.microphone import LOUD_RMS, Placed
 Timeline = Sequence[Sequence[float]]
 Event = dict[str, Any]
 
-WINDOW_MS = 1000.0  # an utterance's speech is looked for this far around its place in the WAV
+ONSET_WINDOW_MS = 400.0  # an utterance's onset is looked for this far around where it is due
+DRIFT = 0.12  # the fake microphone may run this much slower (or faster) than planned
 TURN_WAIT_MS = 3000.0  # the edge's end-of-speech event arrives within this after the mic went quiet
 EVENT_LEAD_MS = 50.0  # reply audio never reaches the page before its agent_started_speaking event
 
@@ -60,13 +61,29 @@ def epoch_events(events: Sequence[Event], time_origin: float) -> list[Event]:
     return [{**e, "at": time_origin + float(e.get("receivedAt", 0.0))} for e in events]
 
 
-def wav_origin(mic: Timeline, plan: Sequence[Placed], threshold: float = LOUD_RMS) -> float | None:
-    """When the WAV started playing in the page: the first loud microphone block is the
-    first utterance's first loud moment."""
-    if not plan:
-        return None
-    first = first_loud(mic, float("-inf"), threshold)
-    return None if first is None else first - plan[0].speech_start_s * 1000
+def onsets(plan: Sequence[Placed], mic: Timeline, threshold: float = LOUD_RMS) -> list[float | None]:
+    """Where each planned utterance begins at the microphone (epoch ms), or None if not found.
+
+    Chromium's fake microphone can play the WAV slower than real time on a loaded
+    machine (we measured 2.5 s of drift over 110 s, and 4 s within a minute with
+    another process busy), so an utterance is looked for from the previous one
+    found, at the planned distance give or take a margin that grows with it, not
+    at one fixed origin. The first is the first loud block.
+    """
+    found: list[float | None] = []
+    previous: tuple[float, float] | None = None  # (onset found, planned start) in ms
+    for placed in plan:
+        planned = placed.speech_start_s * 1000
+        low, high = float("-inf"), float("inf")
+        if previous is not None:
+            gap = planned - previous[1]
+            low = previous[0] + gap * (1 - DRIFT) - ONSET_WINDOW_MS
+            high = previous[0] + gap * (1 + DRIFT) + ONSET_WINDOW_MS
+        onset = next((t for t, rms in mic if low <= t <= high and rms > threshold), None)
+        found.append(onset)
+        if onset is not None:
+            previous = (onset, planned)
+    return found
 
 
 def page_turns(
@@ -81,18 +98,17 @@ def page_turns(
 
     ``events`` carry ``at`` in epoch ms (see ``epoch_events``).
     """
-    origin = wav_origin(mic, plan, threshold)
+    found = onsets(plan, mic, threshold)
     turns: list[PageTurn] = []
-    for placed in plan:
+    for index, (placed, onset) in enumerate(zip(plan, found, strict=True)):
         span = None
-        if origin is not None:
-            span = loud_span(
-                mic,
-                origin + placed.speech_start_s * 1000 - WINDOW_MS,
-                origin + placed.speech_end_s * 1000 + WINDOW_MS,
-                block_ms,
-                threshold,
-            )
+        if onset is not None:
+            length = (placed.speech_end_s - placed.speech_start_s) * 1000
+            until = onset + length * (1 + DRIFT) + ONSET_WINDOW_MS
+            following = next((o for o in found[index + 1 :] if o is not None), None)
+            if following is not None:
+                until = min(until, following - block_ms)
+            span = loud_span(mic, onset, until, block_ms, threshold)
         if span is None:
             turns.append(PageTurn(placed.name, None, [], None, None, None, None))
             continue

@@ -81,3 +81,30 @@ def test_an_utterance_without_a_reply_has_no_latency() -> None:
     events = epoch_events([{"type": "user_stopped_speaking", "turn_id": 1, "receivedAt": 3500}], ORIGIN)
     (turn,) = page_turns([placed("u-0001", 1.0, 3.0)], mic, timeline([], 8000), events, BLOCK)
     assert turn.turn_id == 1 and turn.reply_start is None and turn.voice_to_voice_ms is None
+
+
+def test_utterances_are_found_after_a_microphone_that_fell_seconds_behind() -> None:
+    # Planned at 1, 20 and 40 s; the fake microphone stalled and played the second 2.5 s
+    # late and the third 4 s late: far outside any fixed window around the plan.
+    plan_ = [placed("u-1", 1.0, 3.0), placed("u-2", 20.0, 22.0), placed("u-3", 40.0, 42.0)]
+    mic = timeline([(1000, 3000), (22500, 23500), (23900, 24500), (44000, 46000)], 50000)
+    events = epoch_events(
+        [
+            {"type": "user_stopped_speaking", "turn_id": n, "receivedAt": at}
+            for n, at in ((1, 3200), (2, 24700))
+        ],
+        ORIGIN,
+    )
+    first, second, third = page_turns(plan_, mic, timeline([], 50000), events, BLOCK)
+    assert (first.mic_speech_start, first.mic_speech_end) == (ORIGIN + 1000, ORIGIN + 3000)
+    # The whole second utterance, its pause included, and nothing of the third.
+    assert (second.mic_speech_start, second.mic_speech_end, second.turn_id) == (
+        ORIGIN + 22500,
+        ORIGIN + 24500,
+        2,
+    )
+    assert (third.mic_speech_start, third.mic_speech_end, third.turn_id) == (
+        ORIGIN + 44000,
+        ORIGIN + 46000,
+        None,
+    )

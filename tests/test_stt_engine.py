@@ -65,17 +65,19 @@ def test_a_loop_at_the_end_is_told_from_ordinary_text() -> None:
     assert not ends_in_loop([4, 7, 7, 7, 5])
 
 
-def test_a_doubtful_fitted_decode_is_redone_the_stock_way_and_says_why(
+def test_a_doubtful_final_is_redone_the_stock_way_and_a_doubtful_partial_dropped(
     recognizer: FasterWhisperRecognizer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     recognizer.trim_window = True
     samples = speech("0930")
-    recognizer.transcribe(samples)
-    assert recognizer.last_fallback == ""  # clean speech: the fitted window is trusted
+    assert recognizer.transcribe(samples, interim=True)
+    assert recognizer.last_doubt == ""  # clean speech: the fitted window is trusted
     stock: list[int] = []
     monkeypatch.setattr("services.stt.engine.ends_in_loop", lambda tokens: True)
     monkeypatch.setattr(recognizer, "_decode_stock", lambda s: stock.append(s.size) or "stock text")
     assert recognizer.transcribe(samples) == "stock text"
-    assert (recognizer.last_fallback, stock) == ("loop", [samples.size])
+    assert (recognizer.last_doubt, stock) == ("loop", [samples.size])
+    assert recognizer.transcribe(samples, interim=True) is None
+    assert (recognizer.last_doubt, stock) == ("loop", [samples.size])  # no second stock decode
     recognizer.transcribe(np.zeros(16000, dtype=np.float32))
-    assert recognizer.last_fallback == ""  # each call starts afresh
+    assert recognizer.last_doubt == ""  # each call starts afresh

@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import nats
@@ -238,23 +239,35 @@ class FailsFirst:
     def __init__(self) -> None:
         self.calls = 0
 
-    def transcribe(self, samples: np.ndarray) -> str:
+    def transcribe(self, samples: np.ndarray, *, interim: bool = False) -> str:
         self.calls += 1
         if self.calls == 1:
             raise RuntimeError("decoder failed")
         return f"{samples.size} samples"
 
 
-async def test_a_failed_decode_is_counted_and_the_service_survives() -> None:
-    # Its own nats-server: the real service of the other tests must not answer.
+@asynccontextmanager
+async def alone_with(recognizer: Any, settings: Settings) -> AsyncIterator[tuple[Any, Edge]]:
+    """The stt service on ``recognizer``, on a nats-server of its own (the real service of
+    the other tests must not answer), and an edge to talk to it."""
     server = NatsServer().start()
     try:
         stt_bus = await Bus.connect(server.url, "stt")
-        # No partials: the failure must hit the final.
-        settings = Settings(partial_interval_ms=60_000)
-        service = await start_with(stt_bus, settings, recognizer=FailsFirst())
+        service = await start_with(stt_bus, settings, recognizer=recognizer)
         await stt_bus.flush()
         edge = await Edge(await Bus.connect(server.url, "edge-test")).open()
+        yield service, edge
+        await edge.close()
+        await service.stop()
+        await stt_bus.close()
+        await edge.bus.close()
+    finally:
+        server.stop()
+
+
+async def test_a_failed_decode_is_counted_and_the_service_survives() -> None:
+    # No partials: the failure must hit the final.
+    async with alone_with(FailsFirst(), Settings(partial_interval_ms=60_000)) as (service, edge):
         errors = metric("voice_agent_engine_errors_total", service="stt", engine="fails-first")
         tone = (np.sin(np.arange(8000) / 5) * 8000).astype(np.int16)
         await edge.speak(1, tone, speed=20.0)
@@ -265,12 +278,34 @@ async def test_a_failed_decode_is_counted_and_the_service_survives() -> None:
         _, second = await edge.final(2, within=5.0)
         assert second.text == "8000 samples"
         assert service.healthy
-        await edge.close()
-        await service.stop()
-        await stt_bus.close()
-        await edge.bus.close()
-    finally:
-        server.stop()
+
+
+class DoubtsInterims:
+    """An engine with no partial it trusts (Whisper's doubtful fitted decodes)."""
+
+    name = "doubts-interims"
+
+    def __init__(self) -> None:
+        self.interims = 0
+        self.finals = 0
+
+    def transcribe(self, samples: np.ndarray, *, interim: bool = False) -> str | None:
+        if interim:
+            self.interims += 1
+            return None
+        self.finals += 1
+        return "the final words"
+
+
+async def test_a_partial_without_text_is_not_published_nor_taken_for_the_final() -> None:
+    recognizer = DoubtsInterims()
+    async with alone_with(recognizer, Settings(partial_interval_ms=100)) as (_, edge):
+        tone = (np.sin(np.arange(8000) / 5) * 8000).astype(np.int16)
+        # The trailing silence lets a partial hear past the speech: one with text would be the final.
+        await edge.speak(1, tone, speed=2.0, trailing_ms=400)
+        _, final = await edge.final(1, within=5.0)
+        assert final.text == "the final words" and recognizer.finals == 1
+        assert recognizer.interims >= 2 and edge.partials(1) == []
 
 
 async def send_frames(edge: Edge, turn: int, samples: np.ndarray, clock: float, speed: float = 4.0) -> int:

@@ -79,7 +79,7 @@ class Echo:
 
     name = "echo"
 
-    def transcribe(self, samples: np.ndarray) -> str:
+    def transcribe(self, samples: np.ndarray, *, interim: bool = False) -> str:
         return WORDS
 
 

@@ -43,8 +43,10 @@ LOOP_REPEATS = 4
 
 
 class SpeechRecognizer(Protocol):
-    def transcribe(self, samples: np.ndarray) -> str:
-        """Text of ``samples`` (float32, 16 kHz mono, -1..1); "" when there is no speech."""
+    def transcribe(self, samples: np.ndarray, *, interim: bool = False) -> str | None:
+        """Text of ``samples`` (float32, 16 kHz mono, -1..1); "" when there is no speech.
+        ``interim`` (a partial): None when the engine has no text it trusts, rather
+        than spend long on a better one; the next partial comes soon."""
         ...
 
 
@@ -114,9 +116,9 @@ class FasterWhisperRecognizer:
 
         self.silence_rms = silence_rms
         self.trim_window = trim_window
-        # Why the last decode fell back to the stock one ("" if it did not): the
-        # fallback costs a 30 s window and maybe several temperatures.
-        self.last_fallback = ""
+        # Why the last decode was doubtful ("" if it was not): a final is then redone
+        # the stock way, at the cost of a 30 s window and maybe several temperatures.
+        self.last_doubt = ""
         # local_files_only: a path that is not a model must fail, not download.
         self._model: Any = WhisperModel(
             str(model_path),
@@ -138,16 +140,18 @@ class FasterWhisperRecognizer:
         self._decode(tone.astype(np.float32))
         return time.perf_counter() - started
 
-    def transcribe(self, samples: np.ndarray) -> str:
-        self.last_fallback = ""
+    def transcribe(self, samples: np.ndarray, *, interim: bool = False) -> str | None:
+        """A doubtful interim is None: its stock redo took up to 1.5 s in the bench,
+        and a speculative final queued behind it waited as long."""
+        self.last_doubt = ""
         if is_near_silence(samples, self.silence_rms):
             return ""
-        return self._decode(samples)
+        return self._decode(samples, interim=interim)
 
-    def _decode(self, samples: np.ndarray) -> str:
+    def _decode(self, samples: np.ndarray, *, interim: bool = False) -> str | None:
         fits = samples.size < (WHISPER_WINDOW_S - WINDOW_TAIL_S) * SAMPLE_RATE
         if self.trim_window and fits:
-            return self._decode_fitted(samples)
+            return self._decode_fitted(samples, interim=interim)
         return self._decode_stock(samples)
 
     def _decode_stock(self, samples: np.ndarray) -> str:
@@ -162,7 +166,7 @@ class FasterWhisperRecognizer:
         # The segments are a lazy generator: the decoding happens here.
         return clean_text(" ".join(segment.text for segment in segments))
 
-    def _decode_fitted(self, samples: np.ndarray) -> str:
+    def _decode_fitted(self, samples: np.ndarray, *, interim: bool) -> str | None:
         from faster_whisper.transcribe import get_compression_ratio
 
         features = self._model.feature_extractor(samples)
@@ -189,12 +193,14 @@ class FasterWhisperRecognizer:
         if not text:
             return text
         if get_compression_ratio(text) > REPETITIVE_COMPRESSION:
-            self.last_fallback = "repetitive"
+            self.last_doubt = "repetitive"
         elif avg_logprob < LOW_LOGPROB:
-            self.last_fallback = "improbable"
+            self.last_doubt = "improbable"
         elif ends_in_loop(tokens):
-            self.last_fallback = "loop"
-        return self._decode_stock(samples) if self.last_fallback else text
+            self.last_doubt = "loop"
+        if not self.last_doubt:
+            return text
+        return None if interim else self._decode_stock(samples)
 
 
 def ends_in_loop(tokens: list[int]) -> bool:

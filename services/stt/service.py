@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import sys
 import time
@@ -50,9 +51,9 @@ SPECULATIVE = Counter(
     "Speculative finals published (decoded at a pause, before the end of the turn)",
     ["service"],
 )
-FALLBACKS = Counter(
-    f"{metrics.PREFIX}_stt_stock_fallbacks",
-    "Fitted-window decodes redone the stock way (30 s window), by the reason",
+DOUBTFUL = Counter(
+    f"{metrics.PREFIX}_stt_doubtful_decodes",
+    "Decodes the recognizer doubted, by the reason: a partial is dropped, a final redone the stock way",
     ["service", "kind", "reason"],
 )
 FINAL_LATENCY = metrics.latency_histogram(
@@ -220,7 +221,12 @@ class SttService:
             started = time.perf_counter()
             try:
                 loop = asyncio.get_running_loop()
-                text = await loop.run_in_executor(self._executor, self._recognizer.transcribe, job.samples)
+                text = await loop.run_in_executor(
+                    self._executor,
+                    functools.partial(
+                        self._recognizer.transcribe, job.samples, interim=job.kind == "partial"
+                    ),
+                )
             except Exception as exc:
                 metrics.ENGINE_ERRORS.labels(SERVICE, self._engine).inc()
                 span.set_attribute("error.type", type(exc).__name__)
@@ -229,11 +235,13 @@ class SttService:
                 # The turn manager still needs to know the utterance is over.
                 return "" if job.kind == "final" else None
             DECODE_SECONDS.labels(SERVICE, job.kind).observe(time.perf_counter() - started)
-            span.set_attributes(telemetry.text_attributes("voice_agent.transcript", text))
-            fallback = getattr(self._recognizer, "last_fallback", "")
-            if fallback:
-                FALLBACKS.labels(SERVICE, job.kind, fallback).inc()
-                span.set_attribute("voice_agent.stt.fallback", fallback)
+            if text is None and job.kind == "final":
+                text = ""  # only an interim may come back without text
+            span.set_attributes(telemetry.text_attributes("voice_agent.transcript", text or ""))
+            doubt = getattr(self._recognizer, "last_doubt", "")  # engines that doubt nothing lack it
+            if doubt:
+                DOUBTFUL.labels(SERVICE, job.kind, doubt).inc()
+                span.set_attribute("voice_agent.stt.doubt", doubt)
             return text
 
     def _decode_attributes(self, job: Job) -> dict[str, str | int | float]:
