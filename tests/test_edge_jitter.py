@@ -36,9 +36,14 @@ async def test_audio_receivers_get_the_configured_prefetch() -> None:
         assert (buffer_of(pc)._prefetch, buffer_of(pc).capacity) == (1, 16)
 
 
-def opus_packet(sequence: int) -> RtpPacket:
-    packet = RtpPacket(payload_type=111, sequence_number=sequence % (1 << 16), timestamp=960 * sequence)
-    packet._data = f"opus {sequence}".encode()  # type: ignore[attr-defined]  # the receiver's depayloader sets it
+def opus_packet(sequence: int, data: bytes | None = None, timestamp: int | None = None) -> RtpPacket:
+    packet = RtpPacket(
+        payload_type=111,
+        sequence_number=sequence % (1 << 16),
+        timestamp=960 * sequence if timestamp is None else timestamp,
+    )
+    # The receiver's depayloader sets it.
+    packet._data = f"opus {sequence}".encode() if data is None else data  # type: ignore[attr-defined]
     return packet
 
 
@@ -76,3 +81,12 @@ def test_a_straggler_or_a_duplicate_is_dropped_across_the_sequence_wrap() -> Non
 async def test_no_audio_receiver_changes_nothing() -> None:
     async with receiving("video") as pc:
         assert set_audio_prefetch(pc, 1) == 0
+
+
+def test_padding_and_a_second_packet_of_the_same_frame_are_not_decoded() -> None:
+    buffer = AudioPacketBuffer()
+    assert buffer.add(opus_packet(1))[1] is not None
+    assert buffer.add(opus_packet(2, data=b""))[1] is None  # padding only
+    assert buffer.add(opus_packet(3, timestamp=960))[1] is None  # the frame already handed on
+    frame = buffer.add(opus_packet(4))[1]
+    assert frame is not None and frame.data == b"opus 4"

@@ -33,14 +33,17 @@ HALF_SEQUENCE_SPACE = 1 << 15  # RTP sequence numbers wrap at 2**16
 
 
 class AudioPacketBuffer(JitterBuffer):
-    """Every audio packet is a whole Opus frame: decode it as it arrives. A packet
-    older than the newest one handed on (reordered, or a duplicate) is dropped:
-    the decoder has moved past it, and the edge does not play the microphone on
-    a clock, so there is no slot to put it back in."""
+    """Every audio packet is a whole Opus frame: decode it as it arrives. Dropped:
+    a packet older than the newest one handed on (reordered, or a duplicate: the
+    decoder has moved past it, and the edge does not play the microphone on a
+    clock, so there is no slot to put it back in), and one with no payload (RTP
+    padding) or with the timestamp of the frame handed on before: nothing new to
+    decode (aiortc's buffer would fold it into that frame)."""
 
     def __init__(self) -> None:
         super().__init__(capacity=AIORTC_AUDIO_CAPACITY)
         self._newest: int | None = None
+        self._timestamp: int | None = None
 
     def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
         sequence = packet.sequence_number
@@ -50,7 +53,11 @@ class AudioPacketBuffer(JitterBuffer):
                 return False, None
         self._newest = sequence
         # The receiver puts the depayloaded frame in ``_data``, as aiortc's own buffer reads it.
-        return False, JitterFrame(data=packet._data, timestamp=packet.timestamp)  # type: ignore[attr-defined]
+        data: bytes = getattr(packet, "_data", b"")
+        if not data or packet.timestamp == self._timestamp:
+            return False, None
+        self._timestamp = packet.timestamp
+        return False, JitterFrame(data=data, timestamp=packet.timestamp)
 
 
 def set_audio_prefetch(pc: RTCPeerConnection, prefetch: int) -> int:
