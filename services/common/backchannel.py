@@ -7,6 +7,10 @@ Whisper's non-speech annotations ("(coughs)", "[MUSIC]", "*sigh*") and
 punctuation, it is empty or made only of backchannel words and phrases: "mhm",
 "yeah", "okay", "right", "I see", "go on" and the like. "Yeah, but wait" says
 something: "but" and "wait" are not backchannel words.
+
+A lone letter other than "I" and "a" is no word either: it is what Whisper makes of
+the first few hundred milliseconds of a word still being said (the bench saw the
+start of "yeah, yeah" over the agent transcribed "f", and that cut the reply).
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ BACKCHANNEL_WORDS = frozenset(
         "wow",
     }
 )
+# One-letter words; any other lone letter is a fragment.
+SINGLE_LETTER_WORDS = frozenset({"i", "a"})
 BACKCHANNEL_PHRASES = ("i see", "got it", "go on", "all right", "uh huh", "mm hm", "mm hmm", "makes sense")
 
 _ANNOTATION = re.compile(r"\([^)]*\)|\[[^\]]*\]|\*[^*]*\*")
@@ -56,7 +62,11 @@ def content_words(text: str) -> list[str]:
     spoken = f" {' '.join(_WORD.findall(_ANNOTATION.sub(' ', text.lower())))} "
     for phrase in BACKCHANNEL_PHRASES:
         spoken = spoken.replace(f" {phrase} ", " ")
-    return [word for word in spoken.split() if word not in BACKCHANNEL_WORDS]
+    return [word for word in spoken.split() if word not in BACKCHANNEL_WORDS and not _fragment(word)]
+
+
+def _fragment(word: str) -> bool:
+    return len(word) == 1 and word.isalpha() and word not in SINGLE_LETTER_WORDS
 
 
 def says_nothing(text: str) -> bool:
