@@ -21,6 +21,7 @@ from proto import messages as m
 from services.edge.ice import use_host_addresses
 from tests.bus_watch import BusWatch
 from tests.e2e_audio import synthesized, transcribe
+from tests.e2e_call import greeted_call
 from tests.stack_process import StackProcess
 from tests.support import librivox_utterances, word_error_rate
 from tests.support import normalize_words as words_of
@@ -87,14 +88,8 @@ async def _not_cut_by(client: EdgeClient, turn: int, pcm: np.ndarray, what: str)
 
 
 async def test_talking_over_the_agent(agent_stack: StackProcess) -> None:
-    use_host_addresses(["127.0.0.1"])
     interruption = {u.name.rsplit("-", 1)[-1]: u for u in librivox_utterances()}["0870"]
-    watch = await BusWatch.connect(agent_stack.nats_url)
-    client = EdgeClient(agent_stack.edge_url)
-    await client.connect()
-    try:
-        sid = (await client.wait_for_event("session", within=15))["session_id"]
-        await client.wait_for_event("agent_stopped_speaking", within=60, where=lambda e: e["turn_id"] == 0)
+    async with greeted_call(agent_stack) as (client, watch, sid):
         story = await _speak_and_wait_for_reply(client, ASK_FOR_A_STORY, 0)
         await asyncio.sleep(1.0)
         await _not_cut_by(client, story, noise_burst(), "a burst of noise")
@@ -119,9 +114,6 @@ async def test_talking_over_the_agent(agent_stack: StackProcess) -> None:
         request = await watch.wait_for(m.LlmRequest, sid, within=60, where=lambda r: r.turn_id > story)
         _history_holds_what_was_heard(watch, sid, request, story, stopped["heard_text"])
         _heard_text_matches_the_audio(client, stopped, onset)
-    finally:
-        await client.close()
-        await watch.bus.close()
 
 
 def _last_sound(client: EdgeClient, start: float, end: float) -> float:

@@ -20,10 +20,10 @@ import pytest
 
 from proto import messages as m
 from services.edge.completeness import DEFAULT_TRAILING_WORDS, normalize_words, reading
-from services.edge.ice import use_host_addresses
 from services.stt.engine import load_recognizer
 from tests.bus_watch import BusWatch
 from tests.e2e_audio import looks_like_english, transcribe
+from tests.e2e_call import greeted_call
 from tests.stack_process import StackProcess
 from tests.support import joined_with_pause, librivox_utterances, metric_value
 from tests.support import normalize_words as words_of
@@ -98,18 +98,12 @@ def nothing_heard_before(client: EdgeClient, quiet_from: float, confirmed_at: fl
 async def test_pause_then_more_speech_cancels_the_speculative_reply_unheard(
     agent_stack: StackProcess,
 ) -> None:
-    use_host_addresses(["127.0.0.1"])
     utterances = {u.name.rsplit("-", 1)[-1]: u for u in librivox_utterances()}
     first = utterances["0920"].pcm16()[: int(FIRST_PART_S * 16000)]
     second = utterances["0930"].pcm16()
     print(f"\nfirst part alone reads: {_first_part_reads_incomplete(first)!r}")
     before = {service: agent_stack.metrics(service) for service in ("edge", "turns")}
-    watch = await BusWatch.connect(agent_stack.nats_url)
-    client = EdgeClient(agent_stack.edge_url)
-    await client.connect()
-    try:
-        sid = (await client.wait_for_event("session", within=15))["session_id"]
-        await client.wait_for_event("agent_stopped_speaking", within=60, where=lambda e: e["turn_id"] == 0)
+    async with greeted_call(agent_stack) as (client, watch, sid):
         quiet_from = time.time() + 0.3  # the greeting's last frames are on their way
         spoken = client.say(joined_with_pause(first, second, PAUSE_S))
         ended = await watch.wait_for(m.SpeechEnded, sid, within=40)
@@ -136,9 +130,6 @@ async def test_pause_then_more_speech_cancels_the_speculative_reply_unheard(
         figures = {k: v for k, v in latency.items() if k.endswith("_ms")}
         voice_to_voice = (first_sound - spoken.ended_at) * 1000
         print(f"turn {turn}: {final.text!r} -> {reply!r}; voice to voice {voice_to_voice:.0f} ms, {figures}")
-    finally:
-        await client.close()
-        await watch.bus.close()
 
     def grew(service: str, name: str, **labels: str) -> float:
         now = agent_stack.metrics(service)
