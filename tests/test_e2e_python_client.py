@@ -5,6 +5,9 @@ Real nats-server, the five services as processes, real models, real LibriVox spe
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 
 from services.edge.ice import use_host_addresses
@@ -52,6 +55,7 @@ async def _talk(client: EdgeClient, after_turn: int, speech: object) -> tuple[in
 
 async def test_conversation_through_the_whole_stack(agent_stack: StackProcess) -> None:
     use_host_addresses(["127.0.0.1"])
+    await _earlier_calls_over(agent_stack)
     completed_before = _completed_turns(agent_stack)
     client = EdgeClient(agent_stack.edge_url)
     await client.connect()
@@ -70,6 +74,16 @@ async def test_conversation_through_the_whole_stack(agent_stack: StackProcess) -
         await client.close()
     # the greeting and both replies played to the end
     assert _completed_turns(agent_stack) - completed_before == 3
+
+
+async def _earlier_calls_over(stack: StackProcess, within: float = 20.0) -> None:
+    """The stack is shared: a call an earlier test hung up on may still have a reply
+    whose end (completed) is counted after this test's baseline. Wait until turns has
+    no session left."""
+    deadline = time.monotonic() + within
+    while metric_value(stack.metrics("turns"), "voice_agent_active_sessions", service="turns") > 0:
+        assert time.monotonic() < deadline, "an earlier test's call never ended"
+        await asyncio.sleep(0.2)
 
 
 def _completed_turns(stack: StackProcess) -> float:

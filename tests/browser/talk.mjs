@@ -50,4 +50,7 @@ const result = await page.evaluate(() => {
 });
 result.console = consoleLines;
 writeFileSync(outPath, JSON.stringify(result));
+// Hang up like the user would (Stop): closing the browser alone leaves the edge to
+// notice through ICE consent, ~30 s later, and the call's last turn ends meanwhile.
+await page.evaluate(() => window.voiceAgent && window.voiceAgent.stop());
 await browser.close();
