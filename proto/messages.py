@@ -124,6 +124,16 @@ class LlmRequest(_Msg, frozen=True):
     speculative: bool = False
 
 
+class LlmPrime(_Msg, frozen=True):
+    """The prompt of the request that will follow, as far as it is known while the
+    user still speaks (the history and a partial transcript). The llm may evaluate
+    it ahead into its prompt cache, so that request only pays for what changed.
+    A hint: nothing is published back, and dropping it loses nothing."""
+
+    messages: list[ChatMessage]
+    max_tokens: int = 150
+
+
 class LlmToken(_Msg, frozen=True):
     text: str
     index: int
@@ -259,7 +269,7 @@ SessionMsg = SessionStarted | SessionEnded
 AudioInMsg = AudioFrame
 VadMsg = SpeechStarted | SpeechPaused | SpeechEnded
 TranscriptMsg = TranscriptPartial | TranscriptFinal
-LlmRequestMsg = LlmRequest
+LlmRequestMsg = LlmRequest | LlmPrime
 LlmStreamMsg = LlmToken | LlmDone
 TtsRequestMsg = TextChunk
 AudioOutMsg = AudioChunk

@@ -169,6 +169,42 @@ def test_the_kept_model_reuses_the_prompt_prefix(llama: LlamaCppEngine) -> None:
     assert 0 < cached_tokens < 30  # only the new assistant + user messages
 
 
+def test_a_primed_prompt_leaves_the_request_only_the_words_that_changed(llama: LlamaCppEngine) -> None:
+    history = [PERSONA, ChatMessage("assistant", "Hello! What shall we talk about?")]
+    partial = [*history, ChatMessage("user", "What is the capital")]
+    final = [*history, ChatMessage("user", "What is the capital of France?")]
+    llama._llm.reset()
+    primed = llama.prime(partial, 150, threading.Event())
+    assert llama.prime(partial, 150, threading.Event()) == 0  # all of it is in the cache
+    _, after_prime = first_token_after(llama, final)
+    llama._llm.reset()
+    _, cold = first_token_after(llama, final)
+    print(f"\nprimed {primed} tokens; the request then evaluated {after_prime}, {cold} unprimed")
+    assert cold > 45
+    assert 0 < after_prime < 15  # "of France?" and the assistant's header
+    llama._llm.reset()
+    stopped = threading.Event()
+    stopped.set()
+    assert llama.prime(final, 150, stopped) == 0  # a request came first: nothing evaluated
+
+
+def test_a_reply_from_a_primed_prompt_is_the_reply_without(llama: LlamaCppEngine) -> None:
+    settings = load_settings()
+    path = ensure_model(settings.model_cache_dir, settings.model_path, settings.model_sha256)
+    greedy = LlamaCppEngine(path, temperature=0.0)
+    try:
+        messages = [PERSONA, ChatMessage("user", "Name three colours of the rainbow.")]
+        plain = "".join(greedy.stream(messages, 24, threading.Event()))
+        greedy._llm.reset()
+        greedy.prime(messages, 24, threading.Event())  # the whole prompt: sampling starts from it
+        _, evaluated = first_token_after(greedy, messages)
+        primed = "".join(greedy.stream(messages, 24, threading.Event()))
+    finally:
+        greedy.close()
+    assert evaluated == 0
+    assert plain and primed == plain
+
+
 async def test_cancel_mid_stream_stops_at_once(nats_server: NatsServer, llama: LlamaCppEngine) -> None:
     stops = metric("voice_agent_llm_cancel_stop_seconds_count", service="llm")
     async with running(nats_server, llama) as client:

@@ -33,6 +33,10 @@ SAMPLES: list[tuple[subjects.Channel, msgspec.Struct]] = [
             messages=[m.ChatMessage("system", "be brief"), m.ChatMessage("user", "hi")],
         ),
     ),
+    (
+        subjects.LLM_REQUEST,
+        m.LlmPrime(session_id="s1", turn_id=1, seq=6, messages=[m.ChatMessage("user", "h")], max_tokens=60),
+    ),
     (subjects.LLM_STREAM, m.LlmToken(session_id="s1", turn_id=1, seq=8, text="Hi", index=0)),
     (
         subjects.LLM_STREAM,

@@ -2,7 +2,13 @@
 
 One ``Llama`` lives for the whole process: llama-cpp-python keeps the KV
 cache of the last prompt and re-evaluates only the new suffix, so a later
-turn that repeats the history pays for the new user message only.
+turn that repeats the history pays for the new user message only. ``prime``
+evaluates a prompt ahead of its request (the user's words so far, while they
+still speak), so the request at the pause pays only for the words that changed.
+
+The engine renders and tokenizes the chat prompt itself (with the GGUF's own
+template, as llama-cpp-python's chat completion does), so a primed prompt and
+the request's prompt are the same tokens.
 """
 
 from __future__ import annotations
@@ -18,12 +24,17 @@ from services.common.errors import StartupError
 from services.llm.engine import as_dicts
 
 if TYPE_CHECKING:
-    from llama_cpp.llama_types import ChatCompletionRequestMessage, CreateChatCompletionStreamResponse
+    from llama_cpp import Llama
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+    from llama_cpp.llama_types import ChatCompletionRequestMessage, CreateCompletionStreamResponse
 
 log = logging.getLogger(__name__)
 
 # Chat-template tokens around each message (<|im_start|>role\n ... <|im_end|>\n).
 _MESSAGE_OVERHEAD = 8
+# Prompt tokens per decode call while priming: a request waits at most for one
+# slice (~40 ms on one core here) before the model is its own.
+PRIME_SLICE = 4
 
 
 class LlamaCppEngine:
@@ -59,31 +70,57 @@ class LlamaCppEngine:
             )
         except (ValueError, RuntimeError) as exc:
             raise StartupError(f"llama.cpp cannot load {model_path} ({exc}): is it a GGUF file?") from exc
+        self._format = _chat_formatter(self._llm)
 
     def stream(
         self, messages: list[ChatMessage], max_tokens: int, cancelled: threading.Event
     ) -> Iterator[str]:
-        limit = max(1, min(max_tokens, self._max_tokens))
-        # Our dicts are exactly llama_cpp's message TypedDicts; stream=True returns an iterator.
-        prompt = cast("list[ChatCompletionRequestMessage]", self._fit(as_dicts(messages), limit))
-        response = self._llm.create_chat_completion(
-            messages=prompt, stream=True, max_tokens=limit, temperature=self._temperature
+        limit = self._limit(max_tokens)
+        # A token prompt: generation reuses the cached prefix token by token, primed or not.
+        response = self._llm.create_completion(
+            self._prompt(messages, limit), stream=True, max_tokens=limit, temperature=self._temperature
         )
-        chunks = cast("Iterator[CreateChatCompletionStreamResponse]", response)
+        chunks = cast("Iterator[CreateCompletionStreamResponse]", response)
         try:
             for chunk in chunks:
                 if cancelled.is_set():
                     return  # between tokens: llama.cpp computes nothing more
-                text = chunk["choices"][0]["delta"].get("content")
-                if isinstance(text, str) and text:  # the first delta holds only the role
+                text = chunk["choices"][0]["text"]
+                if text:
                     yield text
         finally:
             close = getattr(chunks, "close", None)
             if close is not None:
                 close()
 
+    def prime(self, messages: list[ChatMessage], max_tokens: int, cancelled: threading.Event) -> int:
+        """Evaluate the prompt of ``messages`` into the cache, a few tokens at a time
+        until done or ``cancelled``; returns how many tokens were evaluated."""
+        tokens = self._prompt(messages, self._limit(max_tokens))
+        llm = self._llm
+        done = _common_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
+        evaluated = 0
+        while done < len(tokens) and not cancelled.is_set():
+            llm.n_tokens = done  # eval() drops the cache past this point first
+            piece = tokens[done : done + PRIME_SLICE]
+            llm.eval(piece)
+            done += len(piece)
+            evaluated += len(piece)
+        return evaluated
+
     def close(self) -> None:
         self._llm.close()
+
+    def _limit(self, max_tokens: int) -> int:
+        return max(1, min(max_tokens, self._max_tokens))
+
+    def _prompt(self, messages: list[ChatMessage], limit: int) -> list[int]:
+        # Our dicts are exactly llama_cpp's message TypedDicts.
+        fitted = cast("list[ChatCompletionRequestMessage]", self._fit(as_dicts(messages), limit))
+        rendered = self._format(messages=fitted)
+        return self._llm.tokenize(
+            rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True
+        )
 
     def _tokens(self, text: str) -> int:
         return len(self._llm.tokenize(text.encode(), add_bos=False, special=False))
@@ -102,3 +139,33 @@ class LlamaCppEngine:
         if len(kept) < len(messages):
             log.info("history trimmed to fit the context: %d of %d messages", len(kept), len(messages))
         return [messages[i] for i in kept]
+
+
+def _common_prefix(cached: list[int], tokens: list[int]) -> int:
+    same = 0
+    for old, new in zip(cached, tokens, strict=False):
+        if old != new:
+            break
+        same += 1
+    return same
+
+
+def _chat_formatter(llm: Llama) -> Jinja2ChatFormatter:
+    """The GGUF's own chat template, as llama-cpp-python's chat completion uses it
+    (ChatML when the file has none)."""
+    from llama_cpp.llama_chat_format import CHATML_CHAT_TEMPLATE, Jinja2ChatFormatter
+
+    template = llm.metadata.get("tokenizer.chat_template")
+    if not template:
+        log.info("the model has no chat template: using ChatML")
+        template = CHATML_CHAT_TEMPLATE
+
+    def text(token: int) -> str:
+        return llm.detokenize([token], special=True).decode("utf-8", "replace") if token >= 0 else ""
+
+    return Jinja2ChatFormatter(
+        template=template,
+        eos_token=text(llm.token_eos()),
+        bos_token=text(llm.token_bos()),
+        stop_token_ids=[llm.token_eos()],
+    )

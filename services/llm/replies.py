@@ -21,11 +21,12 @@ import msgspec
 from opentelemetry import trace
 from prometheus_client import Counter
 
-from proto.messages import LlmDone, LlmRequest, LlmToken, TextChunk
+from proto.messages import LlmDone, LlmPrime, LlmRequest, LlmToken, TextChunk
 from proto.subjects import LLM_STREAM, TTS_REQUEST, Channel
 from services.common import metrics, telemetry
 from services.llm.chunker import Chunker
 from services.llm.engine import ChatEngine, EngineError, ThreadedStream
+from services.llm.primer import Primer, PrimingEngine
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,9 @@ class Replier:
         self._waiting = 0  # replies waiting for the model
         self._sessions: dict[str, _Session] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._primer: Primer | None = None
+        if isinstance(engine, PrimingEngine):
+            self._primer = Primer(engine, self._model, lambda: self._waiting > 0)
 
     @property
     def waiting(self) -> int:
@@ -112,6 +116,7 @@ class Replier:
         if request.turn_id < session.newest_turn or request.turn_id <= session.cancelled_upto:
             return False
         session.newest_turn = request.turn_id
+        self._stop_priming()
         if session.current is not None:
             session.current.cancel()  # superseded by the newer request
         reply = _Reply(request)
@@ -119,6 +124,16 @@ class Replier:
         task = asyncio.create_task(self._run(reply, session), name=f"llm {request.session_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return True
+
+    def prime(self, prime: LlmPrime) -> bool:
+        """Evaluate ``prime`` ahead when the model is free (if the engine can); False
+        (nothing done) if its turn has had its request already."""
+        session = self._session(prime.session_id)
+        if prime.turn_id <= max(session.newest_turn, session.cancelled_upto):
+            return False
+        if self._primer is not None:
+            self._primer.offer(prime)
         return True
 
     def cancel(self, session_id: str, turn_id: int) -> None:
@@ -137,7 +152,13 @@ class Replier:
     async def close(self) -> None:
         for session_id in list(self._sessions):
             self.end_session(session_id)
+        if self._primer is not None:
+            await self._primer.close()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _stop_priming(self) -> None:
+        if self._primer is not None:
+            self._primer.stop()
 
     def _session(self, session_id: str) -> _Session:
         if session_id not in self._sessions:
@@ -165,6 +186,7 @@ class Replier:
         acquire = asyncio.ensure_future(self._model.acquire())
         stopped = asyncio.ensure_future(reply.stopped.wait())
         self._waiting += 1
+        self._stop_priming()  # a prime that started since submit() makes way too
         try:
             await asyncio.wait({acquire, stopped}, return_when=asyncio.FIRST_COMPLETED)
         finally:

@@ -17,7 +17,7 @@ import time
 
 from pydantic import ValidationError
 
-from proto.messages import Cancel, LlmRequest, SessionEnded, SessionStarted
+from proto.messages import Cancel, LlmPrime, LlmRequest, SessionEnded, SessionStarted
 from proto.subjects import CONTROL, LLM_REQUEST, SESSION
 from services.common import metrics
 from services.common.bus import Bus
@@ -88,7 +88,11 @@ async def start_with(bus: Bus, settings: Settings, engine: ChatEngine | None = N
     metrics.QUEUE_DEPTH.labels("llm", "requests").set_function(lambda: replier.waiting)
     metrics.count_engine_errors_from("llm", engine.name)
 
-    async def on_request(message: LlmRequest, _subject: str) -> None:
+    async def on_request(message: LlmRequest | LlmPrime, _subject: str) -> None:
+        if isinstance(message, LlmPrime):
+            if not replier.prime(message):
+                bus.count_drop(LLM_REQUEST, "stale")
+            return
         if replier.submit(message):
             inflight.add((message.session_id, message.turn_id))
         else:

@@ -27,6 +27,7 @@ class Settings(ServiceSettings):
     history_max_messages: int = Field(default=20, ge=1)
     reply_timeout_s: float = Field(default=20.0, gt=0)
     session_idle_timeout_s: float = Field(default=1800.0, gt=0)
+    prime_llm: bool = True
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -44,4 +45,5 @@ class Settings(ServiceSettings):
             history_max_messages=self.history_max_messages,
             reply_timeout_s=self.reply_timeout_s,
             session_idle_timeout_s=self.session_idle_timeout_s,
+            prime_llm=self.prime_llm,
         )

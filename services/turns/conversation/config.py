@@ -21,6 +21,9 @@ class ConversationConfig:
     # A session that hears nothing this long is forgotten, so a lost SessionEnded
     # (edge crash) does not leak its history.
     session_idle_timeout_s: float = 1800.0
+    # Send each partial transcript's prompt to the llm as an LlmPrime while the user
+    # speaks, so the request at the pause finds it evaluated already.
+    prime_llm: bool = True
 
     def __post_init__(self) -> None:
         if self.history_max_messages < 1:

@@ -122,6 +122,8 @@ class Session:
                 self._on_speculative_final(msg, now, channel)
             else:  # confirmed, or speculative on a turn the edge has already ended
                 self._on_final(msg, now)
+        else:
+            self._prime(msg)
 
     def on_llm(self, msg: m.LlmStreamMsg, now: float) -> None:
         self.last_active = now
@@ -184,6 +186,21 @@ class Session:
         self._open(Reply(msg.turn_id, now, speculative=True, user_text=text))
         self._request(msg.turn_id, [*self._history.messages(), m.ChatMessage("user", text)], speculative=True)
 
+    def _prime(self, msg: m.TranscriptPartial) -> None:
+        """Let the llm evaluate the coming request's prompt while the user still speaks
+        (services/llm/primer.py). Not while a reply is open: what the user hears of it
+        joins the history first, so the prompt is not known yet."""
+        text = msg.text.strip()
+        if not self._config.prime_llm or not text or self._reply is not None:
+            return
+        messages = self._prompt([*self._history.messages(), m.ChatMessage("user", text)])
+        limit = self._config.max_tokens
+        turn = msg.turn_id
+        self._publish(
+            LLM_REQUEST,
+            m.LlmPrime(session_id=self.id, turn_id=turn, seq=0, messages=messages, max_tokens=limit),
+        )
+
     def _backchannel(self, text: str) -> bool:
         """ "Mhm", "yeah" or a cough while the agent speaks is listening, not a turn:
         the edge resumes its paused voice on the same rule (services.common.backchannel)."""
@@ -209,16 +226,18 @@ class Session:
             self._close(reply, Outcome.DISCARDED, "", now)
 
     def _request(self, turn_id: int, messages: list[m.ChatMessage], *, speculative: bool) -> None:
-        system = m.ChatMessage("system", self._config.system_prompt)
         request = m.LlmRequest(
             session_id=self.id,
             turn_id=turn_id,
             seq=0,
-            messages=[system, *messages],
+            messages=self._prompt(messages),
             max_tokens=self._config.max_tokens,
             speculative=speculative,
         )
         self._publish(LLM_REQUEST, request)
+
+    def _prompt(self, messages: list[m.ChatMessage]) -> list[m.ChatMessage]:
+        return [m.ChatMessage("system", self._config.system_prompt), *messages]
 
     def _supersede(self, now: float) -> None:
         """A newer utterance replaces the reply in progress, whatever its phase."""

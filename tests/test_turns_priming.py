@@ -1,0 +1,54 @@
+"""The conversation asks the llm to evaluate the coming prompt ahead (LlmPrime) while
+the user speaks, on virtual time: what it sends, and when it holds back."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from proto import messages as m
+from services.turns.conversation import Drop
+from tests.test_turns_conversation import CONFIG, GREETING, SYSTEM, assistant, published, user
+from tests.test_turns_speculation import SpeculativeScript, greeted
+
+
+def test_each_partial_primes_the_prompt_the_request_will_have() -> None:
+    script = greeted()
+    script.speech(1)
+    (prime,) = published(script.partial(1, " What is the "), m.LlmPrime)
+    assert prime.turn_id == 1 and prime.max_tokens == CONFIG.max_tokens
+    assert prime.messages == [m.ChatMessage("system", SYSTEM), assistant(GREETING), user("What is the")]
+    (prime,) = published(script.partial(1, "What is the capital"), m.LlmPrime)
+    assert prime.messages[-1] == user("What is the capital")
+    (request,) = published(script.speculative(1, "What is the capital of France?"), m.LlmRequest)
+    # The same prompt up to the user's last words: the llm's cache covers all but those.
+    assert request.messages[:-1] == prime.messages[:-1]
+
+
+def test_no_prime_while_a_reply_is_open_nor_for_an_empty_partial() -> None:
+    script = greeted()
+    script.speech(1)
+    assert published(script.partial(1, "   "), m.LlmPrime) == []
+    script.speculative(1, "Tell me a story.")
+    script.ended(1)
+    script.playout_started(1)
+    script.speech(2)  # the user talks over the reply: it will join the history first
+    assert published(script.partial(2, "wait"), m.LlmPrime) == []
+    script.playout_finished(1, "Once upon", interrupted=True)
+    (prime,) = published(script.partial(2, "wait a second"), m.LlmPrime)
+    assert prime.messages[-3:] == [
+        user("Tell me a story."),
+        m.ChatMessage("assistant", "Once upon", interrupted=True),
+        user("wait a second"),
+    ]
+
+
+def test_priming_can_be_turned_off_and_a_stale_partial_primes_nothing() -> None:
+    script = SpeculativeScript(dataclasses.replace(CONFIG, prime_llm=False))
+    script.start()
+    script.speech(1)
+    assert published(script.partial(1, "What is"), m.LlmPrime) == []
+    script = greeted()
+    script.speech(1)
+    script.final(1, "Hi there.")
+    effects = script.partial(1, "Hi")  # late: the turn has its final already
+    assert published(effects, m.LlmPrime) == [] and any(isinstance(e, Drop) for e in effects)
