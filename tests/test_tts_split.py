@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from services.tts.split import max_piece_bytes, split_pcm
+import numpy as np
+
+from services.tts.split import max_piece_bytes, split_pcm, trim_leading_silence
 
 
 def test_piece_size_is_whole_samples_of_max_ms() -> None:
@@ -41,3 +43,27 @@ def test_small_limit_gives_many_pieces() -> None:
 def test_invalid_arguments_are_refused(rate: int, ms: int) -> None:
     with pytest.raises(ValueError):
         split_pcm(b"\x00\x00", rate, ms)
+
+
+def tone(ms: int, rate: int, level: float) -> np.ndarray:
+    t = np.arange(rate * ms // 1000) / rate
+    return (level * 32767 * np.sin(2 * np.pi * 200 * t)).astype("<i2")
+
+
+def test_leading_silence_is_cut_to_a_short_margin() -> None:
+    rate = 22050
+    hush = (np.random.default_rng(1).normal(0, 3, rate * 60 // 1000)).astype("<i2")  # ~-80 dBFS
+    voice = tone(300, rate, 0.3)
+    trimmed = trim_leading_silence(np.concatenate([hush, voice]).tobytes(), rate)
+    kept_ms = (len(trimmed) // 2 - voice.size) * 1000 / rate
+    assert 5 <= kept_ms <= 15  # about LEAD_MARGIN_MS of the 60 ms left before the voice
+    assert trimmed.endswith(voice.tobytes())
+
+
+def test_audio_that_starts_loud_or_never_gets_loud_is_kept_whole() -> None:
+    rate = 16000
+    loud = tone(200, rate, 0.3).tobytes()
+    quiet = np.zeros(rate // 10, dtype="<i2").tobytes()
+    assert trim_leading_silence(loud, rate) == loud
+    assert trim_leading_silence(quiet, rate) == quiet
+    assert trim_leading_silence(b"", rate) == b""

@@ -11,17 +11,32 @@ from tests.test_turns_conversation import CONFIG, GREETING, SYSTEM, assistant, p
 from tests.test_turns_speculation import SpeculativeScript, greeted
 
 
-def test_each_partial_primes_the_prompt_the_request_will_have() -> None:
+def test_the_first_partial_and_the_pause_prime_the_prompt_the_request_will_have() -> None:
     script = greeted()
     script.speech(1)
     (prime,) = published(script.partial(1, " What is the "), m.LlmPrime)
     assert prime.turn_id == 1 and prime.max_tokens == CONFIG.max_tokens
     assert prime.messages == [m.ChatMessage("system", SYSTEM), assistant(GREETING), user("What is the")]
-    (prime,) = published(script.partial(1, "What is the capital"), m.LlmPrime)
+    # While the user speaks on, stt has the CPU: no prime per partial.
+    assert published(script.partial(1, "What is the capital"), m.LlmPrime) == []
+    (prime,) = published(script.paused(1), m.LlmPrime)
     assert prime.messages[-1] == user("What is the capital")
+    (prime,) = published(script.partial(1, "What is the capital of"), m.LlmPrime)  # after the pause
+    assert prime.messages[-1] == user("What is the capital of")
     (request,) = published(script.speculative(1, "What is the capital of France?"), m.LlmRequest)
     # The same prompt up to the user's last words: the llm's cache covers all but those.
     assert request.messages[:-1] == prime.messages[:-1]
+
+
+def test_a_turn_that_goes_on_after_a_pause_primes_again() -> None:
+    script = greeted()
+    script.speech(1)
+    script.partial(1, "I think")
+    script.paused(1)
+    script.speculative(1, "I think.")
+    script.continued(2, 1)
+    (prime,) = published(script.partial(2, "I think that cats"), m.LlmPrime)
+    assert prime.turn_id == 2 and prime.messages[-1] == user("I think that cats")
 
 
 def test_no_prime_while_a_reply_is_open_nor_for_an_empty_partial() -> None:
@@ -34,7 +49,7 @@ def test_no_prime_while_a_reply_is_open_nor_for_an_empty_partial() -> None:
     script.speech(2)  # the user talks over the reply: it will join the history first
     assert published(script.partial(2, "wait"), m.LlmPrime) == []
     script.playout_finished(1, "Once upon", interrupted=True)
-    (prime,) = published(script.partial(2, "wait a second"), m.LlmPrime)
+    (prime,) = published(script.partial(2, "wait a second"), m.LlmPrime)  # the first one primed
     assert prime.messages[-3:] == [
         user("Tell me a story."),
         m.ChatMessage("assistant", "Once upon", interrupted=True),

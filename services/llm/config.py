@@ -31,8 +31,12 @@ class Settings(ServiceSettings):
     # barrier for whichever thread was descheduled (python -m bench.llm_threads: 9.4
     # tokens/s with two against 20.2 with one while another process kept a core busy).
     threads: int = Field(default=1, ge=1)
-    # Threads that evaluate the prompt (one batch, parallel work); 0 = as many as threads.
-    threads_batch: int = Field(default=2, ge=0)
+    # Threads that evaluate the prompt; 0 = as many as threads. One, for the same reason:
+    # a prompt is evaluated while stt decodes on the other core (priming at the pause,
+    # the request after it), and two then stall each other (bench runs 20261124-074637
+    # and -074948: primes of ~8 tokens took ~250-300 ms with either, LLM first token
+    # p50 177 ms with two against 126 ms with one).
+    threads_batch: int = Field(default=1, ge=0)
     max_tokens: int = Field(default=150, ge=1)  # caps each request's own max_tokens
     temperature: float = Field(default=0.6, ge=0.0, le=2.0)
     warmup: bool = True

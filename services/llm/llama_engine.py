@@ -32,9 +32,10 @@ log = logging.getLogger(__name__)
 
 # Chat-template tokens around each message (<|im_start|>role\n ... <|im_end|>\n).
 _MESSAGE_OVERHEAD = 8
-# Prompt tokens per decode call while priming: a request waits at most for one
-# slice (~40 ms on one core here) before the model is its own.
-PRIME_SLICE = 4
+# Prompt tokens per decode call while priming: a request waits for the slice in
+# progress. Four took ~70-90 ms while stt decoded on the other core (bench spans);
+# two ~35-50 ms, at ~16 instead of ~10 ms a token when the machine is idle.
+PRIME_SLICE = 2
 
 
 class LlamaCppEngine:
@@ -46,7 +47,7 @@ class LlamaCppEngine:
         *,
         context: int = 2048,
         threads: int = 1,
-        threads_batch: int = 2,
+        threads_batch: int = 1,
         max_tokens: int = 150,
         temperature: float = 0.6,
     ) -> None:

@@ -28,7 +28,7 @@ from opentelemetry import trace
 from proto.messages import AudioChunk, TextChunk
 from services.common import metrics, telemetry
 from services.tts.engine import SpeechSynthesizer
-from services.tts.split import split_pcm
+from services.tts.split import split_pcm, trim_leading_silence
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ class Speaker:
         chunk = request.chunk
         part = 0
         held: bytes | None = None
-        async with aclosing(self._pieces(chunk.text)) as pieces:
+        async with aclosing(self._pieces(chunk.text, opens_reply=chunk.index == 0)) as pieces:
             async for piece in pieces:
                 if held is not None:
                     if session.drop_reason(chunk.turn_id):
@@ -227,8 +227,9 @@ class Speaker:
         await self._emit(chunk, part, held or b"", True, request.received_at)
         return part + 1
 
-    async def _pieces(self, text: str) -> AsyncGenerator[bytes, None]:
-        """Pieces of at most max_chunk_ms, as the engine produces audio in a thread."""
+    async def _pieces(self, text: str, *, opens_reply: bool) -> AsyncGenerator[bytes, None]:
+        """Pieces of at most max_chunk_ms, as the engine produces audio in a thread;
+        a reply starts at its first sound, not at the engine's leading silence."""
         if not text.strip():
             return
         loop = asyncio.get_running_loop()
@@ -236,6 +237,8 @@ class Speaker:
         try:
             audio = await loop.run_in_executor(self._executor, _open, self._synth, text)
             while (pcm := await loop.run_in_executor(self._executor, next, audio, None)) is not None:
+                if opens_reply:
+                    pcm, opens_reply = trim_leading_silence(pcm, rate), False
                 for piece in split_pcm(pcm, rate, self._max_chunk_ms):
                     yield piece
         except Exception as exc:  # the engine failed on this text: the service goes on

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 BYTES_PER_SAMPLE = 2
 
 
@@ -21,3 +23,25 @@ def split_pcm(pcm: bytes, sample_rate: int, max_ms: int) -> list[bytes]:
     size = max_piece_bytes(sample_rate, max_ms)
     usable = len(pcm) - len(pcm) % BYTES_PER_SAMPLE
     return [pcm[start : min(start + size, usable)] for start in range(0, usable, size)]
+
+
+# Piper starts each utterance with 30-75 ms of near-silence (measured on the bundled
+# voice): at a reply's start that is dead air the user waits through.
+SILENCE_LEVEL = 32768 * 10 ** (-50 / 20)  # -50 dBFS
+LEAD_MARGIN_MS = 10
+
+
+def trim_leading_silence(pcm: bytes, sample_rate: int, *, window_ms: int = 5) -> bytes:
+    """``pcm`` from ``LEAD_MARGIN_MS`` before its first window louder than -50 dBFS
+    (unchanged if it never gets that loud)."""
+    samples = np.frombuffer(pcm[: len(pcm) - len(pcm) % BYTES_PER_SAMPLE], dtype="<i2")
+    window = max(1, sample_rate * window_ms // 1000)
+    usable = samples.size // window * window
+    if usable == 0:
+        return pcm
+    rms = np.sqrt(np.square(samples[:usable].astype(np.float64)).reshape(-1, window).mean(axis=1))
+    loud = np.flatnonzero(rms > SILENCE_LEVEL)
+    if loud.size == 0:
+        return pcm
+    start = max(0, int(loud[0]) * window - sample_rate * LEAD_MARGIN_MS // 1000)
+    return pcm[start * BYTES_PER_SAMPLE :]

@@ -10,6 +10,10 @@ final or the reply's playout confirms it (the message joins the history); a
 SpeechStarted that continues the paused generation discards it (the edge has
 cancelled the work): it never reaches the history nor a later request.
 
+Priming: the first partial of a turn, the newest partial at SpeechPaused and any
+partial after it go to the llm as an LlmPrime (the prompt the request will have),
+so the request at the pause finds most of its prompt evaluated.
+
 Backchannels: while a reply plays, a final that says nothing ("mhm", "yeah",
 "(coughs)": services.common.backchannel) is the user listening, not a turn; it
 neither cancels the reply nor joins the history. The same words while the agent
@@ -61,6 +65,10 @@ class Session:
         self._newest_reply = -1
         # A speculation confirmed before its final arrived: that final is expected, not stale.
         self._expected_final = 0
+        # Priming the llm: the newest partial, the newest turn primed and paused.
+        self._partial: tuple[int, str] | None = None
+        self._primed = 0
+        self._paused = 0
         self._state: AgentStateName | None = None
         self._seq = 0
         self._out: list[Effect] = []
@@ -107,7 +115,10 @@ class Session:
         elif isinstance(msg, m.SpeechEnded):
             self._user.ended = max(self._user.ended, msg.turn_id)
             self._confirm(msg.turn_id)
-        # SpeechPaused: stt decodes on it; its speculative final is what counts here.
+        else:  # SpeechPaused: stt decodes on it, its speculative final opens the reply
+            self._paused = msg.turn_id
+            if self._partial is not None and self._partial[0] == msg.turn_id:
+                self._prime(*self._partial)
 
     def on_transcript(self, msg: m.TranscriptMsg, now: float, channel: Channel) -> None:
         self.last_active = now
@@ -123,7 +134,7 @@ class Session:
             else:  # confirmed, or speculative on a turn the edge has already ended
                 self._on_final(msg, now)
         else:
-            self._prime(msg)
+            self._on_partial(msg)
 
     def on_llm(self, msg: m.LlmStreamMsg, now: float) -> None:
         self.last_active = now
@@ -186,20 +197,31 @@ class Session:
         self._open(Reply(msg.turn_id, now, speculative=True, user_text=text))
         self._request(msg.turn_id, [*self._history.messages(), m.ChatMessage("user", text)], speculative=True)
 
-    def _prime(self, msg: m.TranscriptPartial) -> None:
-        """Let the llm evaluate the coming request's prompt while the user still speaks
-        (services/llm/primer.py). Not while a reply is open: what the user hears of it
-        joins the history first, so the prompt is not known yet."""
+    def _on_partial(self, msg: m.TranscriptPartial) -> None:
         text = msg.text.strip()
-        if not self._config.prime_llm or not text or self._reply is not None:
+        if not text:
             return
-        messages = self._prompt([*self._history.messages(), m.ChatMessage("user", text)])
-        limit = self._config.max_tokens
-        turn = msg.turn_id
-        self._publish(
-            LLM_REQUEST,
-            m.LlmPrime(session_id=self.id, turn_id=turn, seq=0, messages=messages, max_tokens=limit),
+        self._partial = (msg.turn_id, text)
+        if msg.turn_id > self._primed or msg.turn_id == self._paused:
+            self._prime(msg.turn_id, text)
+
+    def _prime(self, turn_id: int, text: str) -> None:
+        """Let the llm evaluate the coming request's prompt ahead (services/llm/primer.py):
+        at a turn's first partial (the history since the last reply) and once the user
+        pauses (their words), not at every partial: while the user speaks, stt needs
+        the CPU. Not while a reply is open: what the user hears of it joins the
+        history first, so the prompt is not known yet."""
+        if not self._config.prime_llm or self._reply is not None:
+            return
+        self._primed = max(self._primed, turn_id)
+        prime = m.LlmPrime(
+            session_id=self.id,
+            turn_id=turn_id,
+            seq=0,
+            messages=self._prompt([*self._history.messages(), m.ChatMessage("user", text)]),
+            max_tokens=self._config.max_tokens,
         )
+        self._publish(LLM_REQUEST, prime)
 
     def _backchannel(self, text: str) -> bool:
         """ "Mhm", "yeah" or a cough while the agent speaks is listening, not a turn:
