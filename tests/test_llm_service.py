@@ -188,6 +188,27 @@ def test_a_primed_prompt_leaves_the_request_only_the_words_that_changed(llama: L
     assert llama.prime(final, 150, stopped) == 0  # a request came first: nothing evaluated
 
 
+def test_history_that_drops_its_oldest_messages_is_cut_out_of_the_cache(llama: LlamaCppEngine) -> None:
+    exchanges = [
+        (f"Please remember fact number {i}: the {c} box holds {n} marbles.", f"Noted: {n} in the {c} box.")
+        for i, (c, n) in enumerate(
+            zip(("red", "blue", "green", "white", "black"), (3, 7, 11, 19, 23), strict=True)
+        )
+    ]
+    history = [m for q, a in exchanges for m in (ChatMessage("user", q), ChatMessage("assistant", a))]
+    llama._llm.reset()
+    first_token_after(llama, [PERSONA, *history, ChatMessage("user", "How many boxes?")])
+    # turns' bounded history dropped the oldest exchange; the question is new.
+    later = [PERSONA, *history[2:], ChatMessage("user", "Which box holds 7?")]
+    _, evaluated = first_token_after(llama, later)
+    llama._llm.reset()
+    _, cold = first_token_after(llama, later)
+    print(f"\nafter the oldest exchange was dropped: {evaluated} tokens evaluated, {cold} without the cut")
+    assert cold > 150
+    assert 0 < evaluated < 20  # the new question and the assistant's header
+    assert "".join(llama.stream(later, 12, threading.Event())).strip()
+
+
 def test_a_reply_from_a_primed_prompt_is_the_reply_without(llama: LlamaCppEngine) -> None:
     settings = load_settings()
     path = ensure_model(settings.model_cache_dir, settings.model_path, settings.model_sha256)

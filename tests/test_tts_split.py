@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 import numpy as np
+import pytest
 
 from services.tts.split import max_piece_bytes, split_pcm, trim_leading_silence
 

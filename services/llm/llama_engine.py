@@ -2,7 +2,9 @@
 
 One ``Llama`` lives for the whole process: llama-cpp-python keeps the KV
 cache of the last prompt and re-evaluates only the new suffix, so a later
-turn that repeats the history pays for the new user message only. ``prime``
+turn that repeats the history pays for the new user message only; when the
+history drops its oldest messages, that block is cut out of the cache rather
+than the rest re-evaluated (services/llm/prompt_cache.py). ``prime``
 evaluates a prompt ahead of its request (the user's words so far, while they
 still speak), so the request at the pause pays only for the words that changed.
 
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING, cast
 from proto.messages import ChatMessage
 from services.common.errors import StartupError
 from services.llm.engine import as_dicts
+from services.llm.prompt_cache import PromptCache
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -32,10 +35,6 @@ log = logging.getLogger(__name__)
 
 # Chat-template tokens around each message (<|im_start|>role\n ... <|im_end|>\n).
 _MESSAGE_OVERHEAD = 8
-# Prompt tokens per decode call while priming: a request waits for the slice in
-# progress. Four took ~70-90 ms while stt decoded on the other core (bench spans);
-# two ~35-50 ms, at ~16 instead of ~10 ms a token when the machine is idle.
-PRIME_SLICE = 2
 
 
 class LlamaCppEngine:
@@ -72,14 +71,17 @@ class LlamaCppEngine:
         except (ValueError, RuntimeError) as exc:
             raise StartupError(f"llama.cpp cannot load {model_path} ({exc}): is it a GGUF file?") from exc
         self._format = _chat_formatter(self._llm)
+        self._cache = PromptCache(self._llm)
 
     def stream(
         self, messages: list[ChatMessage], max_tokens: int, cancelled: threading.Event
     ) -> Iterator[str]:
         limit = self._limit(max_tokens)
+        prompt = self._prompt(messages, limit)
+        self._cache.fit(prompt)
         # A token prompt: generation reuses the cached prefix token by token, primed or not.
         response = self._llm.create_completion(
-            self._prompt(messages, limit), stream=True, max_tokens=limit, temperature=self._temperature
+            prompt, stream=True, max_tokens=limit, temperature=self._temperature
         )
         chunks = cast("Iterator[CreateCompletionStreamResponse]", response)
         try:
@@ -97,17 +99,7 @@ class LlamaCppEngine:
     def prime(self, messages: list[ChatMessage], max_tokens: int, cancelled: threading.Event) -> int:
         """Evaluate the prompt of ``messages`` into the cache, a few tokens at a time
         until done or ``cancelled``; returns how many tokens were evaluated."""
-        tokens = self._prompt(messages, self._limit(max_tokens))
-        llm = self._llm
-        done = _common_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
-        evaluated = 0
-        while done < len(tokens) and not cancelled.is_set():
-            llm.n_tokens = done  # eval() drops the cache past this point first
-            piece = tokens[done : done + PRIME_SLICE]
-            llm.eval(piece)
-            done += len(piece)
-            evaluated += len(piece)
-        return evaluated
+        return self._cache.prime(self._prompt(messages, self._limit(max_tokens)), cancelled)
 
     def close(self) -> None:
         self._llm.close()
@@ -140,15 +132,6 @@ class LlamaCppEngine:
         if len(kept) < len(messages):
             log.info("history trimmed to fit the context: %d of %d messages", len(kept), len(messages))
         return [messages[i] for i in kept]
-
-
-def _common_prefix(cached: list[int], tokens: list[int]) -> int:
-    same = 0
-    for old, new in zip(cached, tokens, strict=False):
-        if old != new:
-            break
-        same += 1
-    return same
 
 
 def _chat_formatter(llm: Llama) -> Jinja2ChatFormatter:
