@@ -5,6 +5,7 @@ model is free, only the newest waits, and a request takes the model from it at o
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -29,8 +30,10 @@ class PrimingModel:
         self.finish_priming = threading.Event()
         self.hold = threading.Event()
         self.primed: list[tuple[str, bool]] = []  # (last user words, cancelled)
+        self.niceness: list[int] = []
 
     def prime(self, messages: list[m.ChatMessage], max_tokens: int, cancelled: threading.Event) -> int:
+        self.niceness.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
         self.priming.set()
         while not (cancelled.is_set() or self.finish_priming.is_set()):
             time.sleep(0.002)
@@ -91,6 +94,8 @@ async def test_an_idle_model_evaluates_the_newest_prime_only() -> None:
     await replier.close()
     assert model.primed == [("What", False), ("What is the capital", False)]
     assert outbox.sent == []  # a hint: nothing is published back
+    # The lowest CPU priority: stt, the edge and the reply itself come first.
+    assert model.niceness == [19, 19]
 
 
 async def test_a_request_takes_the_model_from_a_running_prime() -> None:

@@ -7,16 +7,21 @@ instead of first evaluating the whole user message (~250 ms on one core here).
 
 A prime is a hint and never delays a reply: only the newest one waits, it runs
 only when no reply holds or waits for the model, and a request that arrives
-stops it within one slice of tokens (``LlamaCppEngine.prime``).
+stops it within one slice of tokens (``LlamaCppEngine.prime``). It runs on a
+thread of its own at the lowest CPU priority (nice 19): the user is still
+speaking or has just paused, and stt's decode, the edge (and a browser on the
+same machine) must not wait for a guess.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, runtime_checkable
 
 from prometheus_client import Counter
@@ -34,6 +39,15 @@ PRIMES = Counter(
     ["service", "outcome"],
 )
 PRIMED_TOKENS = Counter(f"{metrics.PREFIX}_llm_primed_tokens", "Prompt tokens evaluated ahead", ["service"])
+LOWEST_PRIORITY = 19
+
+
+def _lower_priority() -> None:
+    """Make the calling thread the last to get a core (Linux: a thread's own nice)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOWEST_PRIORITY)
+    except (AttributeError, OSError) as exc:  # not Linux: primes run at normal priority
+        log.info("priming runs at normal priority: %s", exc)
 
 
 @runtime_checkable
@@ -53,6 +67,7 @@ class Primer:
         self._pending: LlmPrime | None = None
         self._running: threading.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="llm-prime", initializer=_lower_priority)
 
     def offer(self, prime: LlmPrime) -> None:
         if self._pending is not None:
@@ -73,6 +88,7 @@ class Primer:
         self.stop()
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
+        self._thread.shutdown(wait=False)
 
     async def _run_pending(self) -> None:
         while self._pending is not None:
@@ -93,8 +109,8 @@ class Primer:
         }
         with telemetry.tracer().start_as_current_span("llm prime", attributes=attributes) as span:
             try:
-                evaluated = await asyncio.to_thread(
-                    self._engine.prime, prime.messages, prime.max_tokens, cancelled
+                evaluated = await asyncio.get_running_loop().run_in_executor(
+                    self._thread, self._engine.prime, prime.messages, prime.max_tokens, cancelled
                 )
             except Exception as exc:  # a failed hint costs nothing but the hint
                 log.warning("priming failed: %s", exc)
