@@ -76,7 +76,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
     settings = Settings()
-    path = ensure_model(settings.model_cache_dir, settings.model_path, settings.model_sha256)
+    path = ensure_model(settings.model_cache_dir, settings.model_path, settings.model_sha256, settings.quant)
     print(f"{'threads':>7} {'busy core':>9} {'first token p50':>16} {'tokens/s p50':>13}")
     for threads in args.threads:
         engine = LlamaCppEngine(path, threads=threads, threads_batch=threads)

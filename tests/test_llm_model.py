@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from services.common.errors import StartupError
-from services.llm import model
+from services.llm import model, requantize
 from services.llm.config import DEFAULT_CACHE_DIR
 
 REPO = Path(__file__).resolve().parents[1]
@@ -156,3 +157,25 @@ def test_cli_reports_a_missing_model_in_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "LLM_MODEL_PATH" in lines[0], result.stderr
+
+
+def test_the_bundled_model_is_converted_once_to_the_faster_quantization() -> None:
+    # The shared cache: converted once (~1 min on 2 cores), later runs find the stamp.
+    path = model.ensure_model(DEFAULT_CACHE_DIR, quant="iq4_nl")
+    assert path.name == "qwen2.5-coder-0.5b-instruct-iq4_nl.gguf"
+    made = path.stat().st_mtime_ns
+    with path.open("rb") as f:
+        assert f.read(4) == b"GGUF"
+    assert model.ensure_model(DEFAULT_CACHE_DIR, quant="iq4_nl") == path
+    assert path.stat().st_mtime_ns == made  # not converted again
+    assert model.ensure_model(DEFAULT_CACHE_DIR, quant="q4_k_m").name == model.MODEL_FILE
+
+
+def test_a_converted_model_from_another_source_or_changed_is_not_current(tmp_path: Path) -> None:
+    converted = tmp_path / "m-iq4_nl.gguf"
+    converted.write_bytes(b"GGUF" + bytes(60))
+    requantize._stamp_path(converted).write_text(json.dumps(requantize._stamp(converted, "a" * 64, "iq4_nl")))
+    assert requantize._is_current(converted, "a" * 64, "iq4_nl")
+    assert not requantize._is_current(converted, "b" * 64, "iq4_nl")  # another bundled model
+    converted.write_bytes(b"GGUF" + bytes(61))  # half-copied, edited
+    assert not requantize._is_current(converted, "a" * 64, "iq4_nl")

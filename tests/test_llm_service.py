@@ -46,7 +46,7 @@ def metric(name: str, **labels: str) -> float:
 def llama() -> Iterator[LlamaCppEngine]:
     """One warm model for the module, as one process keeps one for its life."""
     settings = load_settings()
-    path = ensure_model(settings.model_cache_dir, settings.model_path, settings.model_sha256)
+    path = ensure_model(settings.model_cache_dir, settings.model_path, settings.model_sha256, settings.quant)
     engine = LlamaCppEngine(path, context=settings.context, threads=settings.threads)
     warm_up(engine)
     yield engine
@@ -211,7 +211,7 @@ def test_history_that_drops_its_oldest_messages_is_cut_out_of_the_cache(llama: L
 
 def test_a_reply_from_a_primed_prompt_is_the_reply_without(llama: LlamaCppEngine) -> None:
     settings = load_settings()
-    path = ensure_model(settings.model_cache_dir, settings.model_path, settings.model_sha256)
+    path = ensure_model(settings.model_cache_dir, settings.model_path, settings.model_sha256, settings.quant)
     greedy = LlamaCppEngine(path, temperature=0.0)
     try:
         messages = [PERSONA, ChatMessage("user", "Name three colours of the rainbow.")]

