@@ -247,13 +247,15 @@ class FailsFirst:
 
 
 @asynccontextmanager
-async def alone_with(recognizer: Any, settings: Settings) -> AsyncIterator[tuple[Any, Edge]]:
-    """The stt service on ``recognizer``, on a nats-server of its own (the real service of
-    the other tests must not answer), and an edge to talk to it."""
+async def alone_with(
+    recognizer: Any, settings: Settings, urgent: Any = None
+) -> AsyncIterator[tuple[Any, Edge]]:
+    """The stt service on ``recognizer`` (and ``urgent`` for finals), on a nats-server of
+    its own (the real service of the other tests must not answer), and an edge to talk to it."""
     server = NatsServer().start()
     try:
         stt_bus = await Bus.connect(server.url, "stt")
-        service = await start_with(stt_bus, settings, recognizer=recognizer)
+        service = await start_with(stt_bus, settings, recognizer=recognizer, urgent_recognizer=urgent)
         await stt_bus.flush()
         edge = await Edge(await Bus.connect(server.url, "edge-test")).open()
         yield service, edge
@@ -368,3 +370,34 @@ async def test_speech_resumed_after_a_pause_is_transcribed_as_one_utterance(edge
     assert word_error_rate(reference, final.text) <= 0.3, final.text
     # Generation 1 was continued before its speculative decode was done: nobody may act on it.
     assert not [m for _, m in edge.received if isinstance(m, TranscriptFinal) and m.turn_id == 1]
+
+
+class Slow:
+    """Takes ``seconds`` for every decode, counting them."""
+
+    def __init__(self, name: str, seconds: float) -> None:
+        self.name, self.seconds, self.calls = name, seconds, 0
+
+    def transcribe(self, samples: np.ndarray, *, interim: bool = False) -> str | None:
+        self.calls += 1
+        time.sleep(self.seconds)
+        return f"{self.name} {samples.size}"
+
+
+async def test_with_two_lanes_a_pause_is_decoded_while_a_partial_is_still_in_flight() -> None:
+    partials, finals = Slow("partial", 1.5), Slow("final", 0.05)
+    async with alone_with(partials, Settings(partial_interval_ms=300), urgent=finals) as (_, edge):
+        ids = edge._ids
+        clock = time.time()
+        await edge.bus.publish(VAD, SpeechStarted(**ids(1), at=clock))
+        tone = (np.sin(np.arange(8000) / 5) * 8000).astype(np.int16)
+        count = await send_frames(edge, 1, tone, clock, speed=1.0)  # a partial starts at 300 ms
+        await edge.bus.publish(
+            VAD, SpeechPaused(**ids(1), at=clock + 0.5, decided_at=time.time(), frame_count=count)
+        )
+        paused_at = time.monotonic()
+        got_at, speculative = await edge.final(1, within=5.0)
+        assert speculative.speculative and speculative.text == "final 8000"
+        assert got_at - paused_at < 0.5  # not after the partial's 1.5 s
+        await asyncio.sleep(1.6)  # the partial finishes: speculated on, it is not published
+        assert partials.calls == 1 and edge.partials(1) == []

@@ -141,3 +141,30 @@ def test_partials_of_a_continuation_cover_the_whole_utterance() -> None:
     partial = p.next_job(1.2)
     assert partial is not None and partial.kind == "partial" and partial.turn_id == 2
     assert partial.samples.size == 35 * 320
+
+
+def test_with_two_lanes_the_speculation_does_not_wait_for_the_partial_in_flight() -> None:
+    p = planner()
+    feed(p, 1, 20)
+    partial = p.next_job(1.0, "partial")
+    assert partial is not None and partial.kind == "partial"
+    assert p.next_job(1.0, "urgent") is None  # nothing urgent yet
+    p.on_speech_paused(paused(1, frame_count=20), 1.05)
+    job = p.next_job(1.05, "urgent")
+    assert job is not None and job.kind == "speculative"  # while the partial still runs
+    assert p.next_job(1.05, "partial") is None  # one decode per lane
+    p.finish(job, "hello there.")
+    assert not p.wants_partial(partial)  # speculated on: the late partial says nothing new
+    p.finish(partial, "hello")
+    assert p.next_job(1.1, "urgent") is None and p.next_job(1.1, "partial") is None
+
+
+def test_one_lane_takes_every_kind_one_at_a_time() -> None:
+    p = planner()
+    feed(p, 1, 20)
+    partial = p.next_job(1.0)
+    assert partial is not None and partial.kind == "partial" and p.wants_partial(partial)
+    p.on_speech_paused(paused(1, frame_count=20), 1.05)
+    assert p.next_job(1.05) is None  # waits for the partial
+    p.finish(partial, "hello")
+    take_speculative(p, 1.1, "hello there.")

@@ -17,6 +17,9 @@ class Settings(ServiceSettings):
     # One: tiny.en decodes faster on one thread than on two, idle or with a core busy
     # (15 LibriVox decodes: 1.9-2.2 s against 2.5-2.8 s), and leaves a core to the rest.
     cpu_threads: int = Field(default=1, ge=1)
+    # A second recognizer (~75 MB, one more thread) decodes the finals and the
+    # speculative finals, so at a pause they do not wait for the partial in flight.
+    parallel_finals: bool = True
     # A partial is due after this much new utterance audio (audio time, not wall time).
     partial_interval_ms: int = Field(default=300, gt=0)
     # How long after SpeechEnded to wait for frames that have not arrived.

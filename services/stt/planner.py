@@ -1,7 +1,10 @@
 """Which decode to run next, over every session this replica serves.
 
 Pure logic on a caller-supplied clock. Rules:
-- one decode at a time: ``next_job`` hands out nothing until ``finish``;
+- one decode at a time per lane: ``next_job`` hands a lane nothing until
+  ``finish``. The lane "any" takes every kind; with two lanes, "urgent" takes
+  the finals and speculative finals, "partial" the partials, so a final never
+  waits for a partial in flight;
 - a ready final goes first (the user is waiting for the reply), then a
   speculative final (the user paused: the reply may start now), then partials;
 - a final reuses the text of its generation's speculative final, or of a
@@ -38,6 +41,9 @@ class Outcome(enum.StrEnum):
     LATE = "late"
     SESSION_ENDED = "session_ended"
     BAD_AUDIO = "bad_audio"
+
+
+Lane = Literal["any", "urgent", "partial"]
 
 
 @dataclass(frozen=True)
@@ -78,7 +84,7 @@ class DecodePlanner:
         self._idle_s = session_idle_s
         self._sessions: dict[str, _Session] = {}
         self._closed: OrderedDict[str, None] = OrderedDict()
-        self._running: Job | None = None
+        self._running: dict[Lane, Job] = {}
 
     # --- sessions -----------------------------------------------------------
 
@@ -207,19 +213,25 @@ class DecodePlanner:
 
     # --- decoding -----------------------------------------------------------
 
-    def next_job(self, now: float) -> Job | None:
-        """The decode to run now, or None (busy, or nothing due)."""
-        if self._running is not None:
+    def next_job(self, now: float, lane: Lane = "any") -> Job | None:
+        """The decode for ``lane`` to run now, or None (busy, or nothing due)."""
+        if lane in self._running:
             return None
         self._drop_orphans(now)
-        job = self._take_final(now) or self._take_speculation(now) or self._take_partial(now)
-        self._running = job
+        job: Job | None = None
+        if lane != "partial":
+            job = self._take_final(now) or self._take_speculation(now)
+        if job is None and lane != "urgent":
+            job = self._take_partial(now)
+        if job is not None:
+            self._running[lane] = job
         return job
 
     def finish(self, job: Job, text: str | None = None) -> None:
         """``job`` is over; ``text`` is its result (None if it failed)."""
-        if self._running is job:
-            self._running = None
+        for lane, running in list(self._running.items()):
+            if running is job:
+                del self._running[lane]
         utterance = self._live_utterance(job)
         if text is None or utterance is None:
             return
@@ -234,12 +246,18 @@ class DecodePlanner:
         utterance = self._live_utterance(job)
         return utterance is not None and not utterance.all_frames_in and utterance.ended is None
 
+    def wants_partial(self, job: Job) -> bool:
+        """A partial's text still says something new: its utterance is neither final
+        nor speculated on (with two lanes a partial can finish after either)."""
+        utterance = self._live_utterance(job)
+        return utterance is not None and not utterance.speculated and utterance.ended is None
+
     def _live_utterance(self, job: Job) -> UtteranceStream | None:
         session = self._sessions.get(job.session_id)
         return session.utterances.get(job.turn_id) if session else None
 
     def pending(self, now: float) -> int:
-        """Decodes due now and not running: what the single decode thread owes (the
+        """Decodes due now and not running: what the decode threads owe (the
         queue-depth gauge; a final waiting here delays a reply)."""
         return sum(
             1

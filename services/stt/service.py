@@ -1,7 +1,8 @@
 """The stt service on the bus: a thin adapter around DecodePlanner and a recognizer.
 
-Handlers only record audio and VAD events (they never decode); one worker task
-asks the planner for the next decode and runs it in the single decode thread.
+Handlers only record audio and VAD events (they never decode); a worker task per
+decode lane (services/stt/lanes.py) asks the planner for the lane's next decode
+and runs it on the lane's thread and recognizer.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from services.common.probes import Readiness
 from services.common.runner import Graceful, Stop, main
 from services.stt.config import Settings
 from services.stt.engine import SAMPLE_RATE, SpeechRecognizer, load_recognizer
-from services.stt.planner import DecodePlanner, Job, Outcome
+from services.stt.lanes import DecodeLane
+from services.stt.planner import DecodePlanner, Job, Lane, Outcome
 from services.stt.tracing import DecodeTraces
 
 log = logging.getLogger(__name__)
@@ -71,19 +73,15 @@ class SttService:
     def __init__(
         self,
         bus: Bus,
-        recognizer: SpeechRecognizer,
+        lanes: list[DecodeLane],
         planner: DecodePlanner,
-        executor: ThreadPoolExecutor,
         replica_id: str | None = None,
     ) -> None:
         self._bus = bus
-        self._recognizer = recognizer
-        self._engine = str(getattr(recognizer, "name", type(recognizer).__name__))
+        self._lanes = lanes
+        self._engine = lanes[0].engine
         self._planner = planner
-        self._executor = executor
-        self._traces = DecodeTraces()  # the worker decodes in the trace of the turn
-        self._wake = asyncio.Event()
-        self._worker: asyncio.Task[None] | None = None
+        self._traces = DecodeTraces()  # the workers decode in the trace of the turn
         # Audio, VAD and session each get a subscription per owned session: nats-py
         # runs one subscription's callbacks in order, so VAD never waits behind audio.
         routes = [
@@ -95,12 +93,13 @@ class SttService:
         self._speaking: dict[str, int] = {}  # session -> utterance whose final is not out yet
 
     async def start(self) -> None:
-        self._worker = asyncio.create_task(self._run(), name="stt-worker")
+        for lane in self._lanes:
+            lane.worker = asyncio.create_task(self._run(lane), name=f"stt-worker-{lane.lane}")
         await self._assignment.start()
 
     @property
     def healthy(self) -> bool:
-        return self._worker is not None and not self._worker.done()
+        return all(lane.worker is not None and not lane.worker.done() for lane in self._lanes)
 
     @property
     def engine(self) -> str:
@@ -112,12 +111,13 @@ class SttService:
 
     async def stop(self) -> None:
         await self._assignment.stop()
-        if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
-        # A decode in flight finishes in its thread; nobody waits for it.
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        for lane in self._lanes:
+            if lane.worker is not None:
+                lane.worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await lane.worker
+            # A decode in flight finishes in its thread; nobody waits for it.
+            lane.executor.shutdown(wait=False, cancel_futures=True)
 
     # --- session assignment (services.common.assignment.SessionState) -------
 
@@ -164,54 +164,57 @@ class SttService:
 
     def _note(self, channel: Channel, outcome: Outcome, message: Any = None) -> None:
         if outcome is Outcome.ACCEPTED:
-            self._traces.note(message)  # the handler's trace context, for the worker
-            self._wake.set()
+            self._traces.note(message)  # the handler's trace context, for the workers
+            for lane in self._lanes:
+                lane.wake.set()
         else:
             self._bus.count_drop(channel, outcome.value)
         metrics.ACTIVE_SESSIONS.labels(SERVICE).set(self._planner.active_sessions)
 
     # --- the worker ---------------------------------------------------------
 
-    async def _run(self) -> None:
+    async def _run(self, lane: DecodeLane) -> None:
         while True:
             try:
-                await self._step()
+                await self._step(lane)
             except Exception:
                 # A bug in one step must not stop transcription for every session.
                 log.exception("stt worker step failed")
                 await asyncio.sleep(0.1)
 
-    async def _step(self) -> None:
+    async def _step(self, lane: DecodeLane) -> None:
         # Cleared before looking, so a message arriving during a decode leaves
         # the event set and the next look sees it.
-        self._wake.clear()
+        lane.wake.clear()
         now = time.monotonic()
         for session_id in self._planner.expire(now):
             log.info("session %s idle: forgotten", session_id)
             self._bus.forget_session(session_id)
             self._traces.forget(session_id)
             metrics.ACTIVE_SESSIONS.labels(SERVICE).set(self._planner.active_sessions)
-        job = self._planner.next_job(now)
+        job = self._planner.next_job(now, lane.lane)
         if job is None:
-            await self._sleep(self._planner.next_deadline(), now)
+            await self._sleep(lane, self._planner.next_deadline(), now)
             return
         text: str | None = None
         # Decode and publish in the turn's trace: the worker is outside every handler.
         token = otel_context.attach(self._traces.context_for(job))
         try:
-            text = await self._decode(job)
+            text = await self._decode(job, lane)
             await self._publish(job, text)
         finally:
             otel_context.detach(token)
             self._traces.finished(job)
             self._planner.finish(job, text)
+            for other in self._lanes:
+                other.wake.set()  # the other lane may have waited for this one's result
 
-    async def _sleep(self, deadline: float | None, now: float) -> None:
+    async def _sleep(self, lane: DecodeLane, deadline: float | None, now: float) -> None:
         timeout = None if deadline is None else max(0.0, deadline - now)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
+            await asyncio.wait_for(lane.wake.wait(), timeout)
 
-    async def _decode(self, job: Job) -> str | None:
+    async def _decode(self, job: Job, lane: DecodeLane) -> str | None:
         """The job's text; None for a failed partial (a failed final is "")."""
         if job.text is not None:
             return job.text  # a partial already heard the whole utterance
@@ -222,10 +225,8 @@ class SttService:
             try:
                 loop = asyncio.get_running_loop()
                 text = await loop.run_in_executor(
-                    self._executor,
-                    functools.partial(
-                        self._recognizer.transcribe, job.samples, interim=job.kind == "partial"
-                    ),
+                    lane.executor,
+                    functools.partial(lane.recognizer.transcribe, job.samples, interim=job.kind == "partial"),
                 )
             except Exception as exc:
                 metrics.ENGINE_ERRORS.labels(SERVICE, self._engine).inc()
@@ -238,7 +239,7 @@ class SttService:
             if text is None and job.kind == "final":
                 text = ""  # only an interim may come back without text
             span.set_attributes(telemetry.text_attributes("voice_agent.transcript", text or ""))
-            doubt = getattr(self._recognizer, "last_doubt", "")  # engines that doubt nothing lack it
+            doubt = getattr(lane.recognizer, "last_doubt", "")  # engines that doubt nothing lack it
             if doubt:
                 DOUBTFUL.labels(SERVICE, job.kind, doubt).inc()
                 span.set_attribute("voice_agent.stt.doubt", doubt)
@@ -261,7 +262,7 @@ class SttService:
                 await self._publish_final(job, text)
             elif job.kind == "speculative":
                 await self._publish_speculative(job, text)
-            elif text:
+            elif text and self._planner.wants_partial(job):
                 await self._publish_partial(job, text)
         except Exception:
             log.exception("cannot publish %s transcript of session %s", job.kind, job.session_id)
@@ -321,37 +322,58 @@ class SttService:
 
 
 async def start_with(
-    bus: Bus, settings: Settings, recognizer: SpeechRecognizer | None = None, replica_id: str | None = None
+    bus: Bus,
+    settings: Settings,
+    recognizer: SpeechRecognizer | None = None,
+    replica_id: str | None = None,
+    urgent_recognizer: SpeechRecognizer | None = None,
 ) -> SttService:
-    """Load and warm the recognizer (unless given), subscribe, start the worker."""
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stt-decode")
+    """Load and warm the recognizers (unless given), subscribe, start the workers.
+    Given a ``recognizer`` (tests), a second lane runs only on ``urgent_recognizer``."""
     if recognizer is None:
-        loop = asyncio.get_running_loop()
-        try:
-            # In the decode thread: the event loop keeps answering /healthz meanwhile.
-            recognizer = await loop.run_in_executor(
-                executor,
-                load_recognizer,
-                settings.model_path,
-                settings.cpu_threads,
-                settings.silence_rms,
-                settings.trim_window,
-            )
-        except BaseException:
-            executor.shutdown(wait=False)
-            raise
+        two = settings.parallel_finals
+        lanes = [await _loaded_lane(settings, "partial" if two else "any")]
+        if two:
+            try:
+                lanes.append(await _loaded_lane(settings, "urgent"))
+            except BaseException:
+                lanes[0].executor.shutdown(wait=False)
+                raise
+    elif urgent_recognizer is None:
+        lanes = [DecodeLane("any", recognizer)]
+    else:
+        lanes = [DecodeLane("partial", recognizer), DecodeLane("urgent", urgent_recognizer)]
     planner = DecodePlanner(
         partial_interval_s=settings.partial_interval_ms / 1000,
         final_wait_s=settings.final_wait_ms / 1000,
         session_idle_s=settings.session_idle_s,
         reuse_partials=settings.reuse_partials,
     )
-    service = SttService(bus, recognizer, planner, executor, replica_id)
+    service = SttService(bus, lanes, planner, replica_id)
     await service.start()
     metrics.ACTIVE_SESSIONS.labels(SERVICE).set(0)
     metrics.QUEUE_DEPTH.labels(SERVICE, "decode").set_function(lambda: planner.pending(time.monotonic()))
     metrics.count_engine_errors_from(SERVICE, service.engine)
     return service
+
+
+async def _loaded_lane(settings: Settings, lane: Lane) -> DecodeLane:
+    """A lane whose recognizer was loaded and warmed on the lane's own thread (the
+    event loop keeps answering /healthz meanwhile)."""
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"stt-decode-{lane}")
+    try:
+        recognizer = await asyncio.get_running_loop().run_in_executor(
+            executor,
+            load_recognizer,
+            settings.model_path,
+            settings.cpu_threads,
+            settings.silence_rms,
+            settings.trim_window,
+        )
+    except BaseException:
+        executor.shutdown(wait=False)
+        raise
+    return DecodeLane(lane, recognizer, executor)
 
 
 async def start(bus: Bus, readiness: Readiness) -> Stop:
