@@ -31,6 +31,7 @@ class PrimingModel:
         self.hold = threading.Event()
         self.primed: list[tuple[str, bool]] = []  # (last user words, cancelled)
         self.niceness: list[int] = []
+        self.interrupts = 0
 
     def prime(self, messages: list[m.ChatMessage], max_tokens: int, cancelled: threading.Event) -> int:
         self.niceness.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
@@ -40,6 +41,9 @@ class PrimingModel:
         self.priming.clear()
         self.primed.append((messages[-1].content, cancelled.is_set()))
         return 3
+
+    def interrupt_prime(self) -> None:
+        self.interrupts += 1
 
     def stream(
         self, messages: list[m.ChatMessage], max_tokens: int, cancelled: threading.Event
@@ -107,6 +111,7 @@ async def test_a_request_takes_the_model_from_a_running_prime() -> None:
     assert replier.submit(request(1))
     await until(lambda: done(outbox))
     assert model.primed == [("What is", True)]  # stopped, not finished
+    assert model.interrupts >= 1  # mid-evaluation, not at the end of a slice
     assert not replier.prime(prime(1, "What is the"))  # its turn has its request: stale
     await replier.close()
     assert [d.text for d in done(outbox)] == ["Hi."]

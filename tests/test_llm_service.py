@@ -209,6 +209,25 @@ def test_history_that_drops_its_oldest_messages_is_cut_out_of_the_cache(llama: L
     assert "".join(llama.stream(later, 12, threading.Event())).strip()
 
 
+def test_an_interrupted_prime_leaves_a_cache_the_next_prime_completes(llama: LlamaCppEngine) -> None:
+    facts = " ".join(f"Fact {i}: {i} follows {i - 1}." for i in range(1, 40))
+    messages = [PERSONA, ChatMessage("user", facts)]
+    llama._llm.reset()
+    result: list[int] = []
+    worker = threading.Thread(target=lambda: result.append(llama.prime(messages, 150, threading.Event())))
+    worker.start()
+    time.sleep(0.3)
+    llama.interrupt_prime()  # mid-slice: llama.cpp aborts the evaluation and drops it
+    worker.join(timeout=30)
+    rest = llama.prime(messages, 150, threading.Event())
+    total = len(llama._cache.cached())
+    print(f"\ninterrupted after {result[0]} of {total} prompt tokens; the next prime evaluated {rest}")
+    assert 0 < result[0] < total and result[0] + rest == total
+    llama.interrupt_prime()  # no prime running: must not cut the reply short
+    hello = [*messages[:1], ChatMessage("user", "Say hello.")]
+    assert len(list(llama.stream(hello, 8, threading.Event()))) > 1
+
+
 def test_a_reply_from_a_primed_prompt_is_the_reply_without(llama: LlamaCppEngine) -> None:
     settings = load_settings()
     path = ensure_model(settings.model_cache_dir, settings.model_path, settings.model_sha256, settings.quant)

@@ -101,6 +101,10 @@ class LlamaCppEngine:
         until done or ``cancelled``; returns how many tokens were evaluated."""
         return self._cache.prime(self._prompt(messages, self._limit(max_tokens)), cancelled)
 
+    def interrupt_prime(self) -> None:
+        """Stop a prime in progress at once (any thread): a request wants the model."""
+        self._cache.interrupt()
+
     def close(self) -> None:
         self._llm.close()
 

@@ -7,7 +7,7 @@ instead of first evaluating the whole user message (~250 ms on one core here).
 
 A prime is a hint and never delays a reply: only the newest one waits, it runs
 only when no reply holds or waits for the model, and a request that arrives
-stops it within one slice of tokens (``LlamaCppEngine.prime``). It runs on a
+stops it at once, mid-evaluation (``LlamaCppEngine.interrupt_prime``). It runs on a
 thread of its own at the lowest CPU priority (nice 19): the user is still
 speaking or has just paused, and stt's decode, the edge (and a browser on the
 same machine) must not wait for a guess.
@@ -56,6 +56,10 @@ class PrimingEngine(Protocol):
         """Evaluate the prompt into the engine's cache; the tokens evaluated."""
         ...
 
+    def interrupt_prime(self) -> None:
+        """Stop the evaluation in progress at once (called from the event loop)."""
+        ...
+
 
 class Primer:
     """Runs the newest prime when the model is free; ``stop`` makes way for a request."""
@@ -83,6 +87,8 @@ class Primer:
             self._pending = None
         if self._running is not None:
             self._running.set()
+            # At nice 19 the slice in progress could take long to finish: stop it now.
+            self._engine.interrupt_prime()
 
     async def close(self) -> None:
         self.stop()

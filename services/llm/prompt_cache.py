@@ -11,18 +11,22 @@ the cached keys' rotary positions), so only what is new is evaluated.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import logging
 import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
 
+log = logging.getLogger(__name__)
+
 # A cut pays when at least this many cached tokens survive it.
 MIN_KEPT = 16
-# Prompt tokens per decode call while priming: a request waits for the slice in
-# progress. Four took ~70-90 ms while stt decoded on the other core (bench spans);
-# two ~35-50 ms, at ~16 instead of ~10 ms a token when the machine is idle.
-PRIME_SLICE = 2
+# Prompt tokens per decode call while priming. A request no longer waits for the
+# slice in progress (``interrupt``), so slices can be long enough to evaluate well.
+PRIME_SLICE = 8
 _SEQUENCE = 0  # llama-cpp-python evaluates every token in sequence 0
 
 
@@ -63,6 +67,17 @@ class PromptCache:
         self._llm = llm
         memory = llm._ctx.memory  # no public handle: the library keeps it private
         self._can_shift = memory is not None and bool(llama_memory_can_shift(memory))
+        self._priming = False
+        self._lock = threading.Lock()
+        self._abort = _AbortFlag(llm)
+        _route_llama_logs(self._abort)
+
+    def interrupt(self) -> None:
+        """Stop a prime now, mid-evaluation (from any thread); a no-op otherwise, so
+        it can never cut a reply's evaluation short."""
+        with self._lock:
+            if self._priming:
+                self._abort.raise_()
 
     def cached(self) -> list[int]:
         return [int(token) for token in self._llm.input_ids[: self._llm.n_tokens]]
@@ -90,10 +105,78 @@ class PromptCache:
         self.fit(tokens)
         done = common_prefix(self.cached(), tokens)
         evaluated = 0
-        while done < len(tokens) and not cancelled.is_set():
-            self._llm.n_tokens = done  # eval() drops the cache past this point first
-            piece = tokens[done : done + PRIME_SLICE]
-            self._llm.eval(piece)
-            done += len(piece)
-            evaluated += len(piece)
+        with self._lock:
+            self._priming = True
+        try:
+            while done < len(tokens) and not cancelled.is_set():
+                self._llm.n_tokens = done  # eval() drops the cache past this point first
+                piece = tokens[done : done + PRIME_SLICE]
+                try:
+                    self._llm.eval(piece)
+                except RuntimeError:
+                    if self._abort.raised:
+                        break  # interrupted: llama.cpp dropped the slice from its cache
+                    raise
+                done += len(piece)
+                evaluated += len(piece)
+        finally:
+            with self._lock:
+                self._priming = False
+                self._abort.lower()
         return evaluated
+
+
+class _AbortFlag:
+    """A flag llama.cpp reads between the graph's nodes, without Python: the abort
+    callback is libc's ``strlen`` on a one-byte buffer, true once the byte is set.
+    A Python callback would take the GIL hundreds of times per evaluation."""
+
+    def __init__(self, llm: Llama) -> None:
+        from llama_cpp import ggml_abort_callback, llama_set_abort_callback
+
+        self._byte = ctypes.create_string_buffer(2)
+        self._callback = None
+        libc_name = ctypes.util.find_library("c")
+        if libc_name is None:
+            log.info("no libc found: a prime stops only between slices")
+            return
+        strlen = ctypes.cast(ctypes.CDLL(libc_name).strlen, ctypes.c_void_p).value
+        if strlen is None:
+            return
+        self._callback = ggml_abort_callback(strlen)
+        llama_set_abort_callback(llm._ctx.ctx, self._callback, ctypes.addressof(self._byte))
+
+    @property
+    def raised(self) -> bool:
+        return self._byte.raw[0] != 0
+
+    def raise_(self) -> None:
+        self._byte[0] = b"x"
+
+    def lower(self) -> None:
+        self._byte[0] = b"\0"
+
+
+# ggml's levels (ggml.h). llama-cpp-python maps them one step off and prints every
+# warning as an error; and an interrupted prime is no error at all.
+_GGML_LEVELS = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
+_llama_log = logging.getLogger("llama.cpp")
+_log_callback: object = None
+
+
+def _route_llama_logs(abort: _AbortFlag) -> None:
+    """llama.cpp's log lines to the ``llama.cpp`` logger: errors as errors unless a
+    prime is being interrupted, the rest (routine warnings included) as debug."""
+    global _log_callback
+    if _log_callback is not None:
+        return
+    from llama_cpp import llama_log_callback, llama_log_set
+
+    def route(level: int, text: bytes, _user_data: object) -> None:
+        error = _GGML_LEVELS.get(level) == logging.ERROR and not abort.raised
+        _llama_log.log(
+            logging.ERROR if error else logging.DEBUG, "%s", text.decode(errors="replace").rstrip()
+        )
+
+    _log_callback = llama_log_callback(route)
+    llama_log_set(_log_callback, ctypes.c_void_p(0))
