@@ -102,8 +102,9 @@ class PromptCache:
     def prime(self, tokens: list[int], cancelled: threading.Event) -> int:
         """Evaluate ``tokens`` into the cache a slice at a time until done or
         ``cancelled``; returns how many were evaluated."""
-        self.fit(tokens)
+        cut = self.fit(tokens)
         done = common_prefix(self.cached(), tokens)
+        log.debug("priming %d tokens: %d evaluated before (%d cut from the history)", len(tokens), done, cut)
         evaluated = 0
         with self._lock:
             self._priming = True
