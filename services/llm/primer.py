@@ -1,9 +1,10 @@
 """Evaluating a prompt ahead of its request, while the model has nothing else to do.
 
-turns sends an ``LlmPrime`` for each partial transcript: the history and the user's
-words so far. When the speculative final comes at the pause, its request shares
-that prompt up to the last words, so the model starts generating almost at once
-instead of first evaluating the whole user message (~250 ms on one core here).
+turns sends an ``LlmPrime`` (the history and the user's words so far, from a partial
+transcript) at a turn's first partial and from the pause on. When the speculative
+final comes, its request shares that prompt up to the last words, so the model
+starts generating almost at once instead of first evaluating the whole user message
+(8 tokens left to evaluate instead of 52 in tests/test_llm_service.py).
 
 A prime is a hint and never delays a reply: only the newest one waits, it runs
 only when no reply holds or waits for the model, and a request that arrives
