@@ -105,26 +105,34 @@ class PromptCache:
         cut = self.fit(tokens)
         done = common_prefix(self.cached(), tokens)
         log.debug("priming %d tokens: %d evaluated before (%d cut from the history)", len(tokens), done, cut)
-        evaluated = 0
+        start = done
+        if cut and done < len(tokens) and not cancelled.is_set():
+            # The cut left llama.cpp a shift of the cached keys to apply at the next
+            # evaluation; aborted halfway, a retry would turn some layers twice. So the
+            # first slice after a cut cannot be interrupted.
+            done = self._evaluate(tokens, done)
         with self._lock:
             self._priming = True
         try:
             while done < len(tokens) and not cancelled.is_set():
-                self._llm.n_tokens = done  # eval() drops the cache past this point first
-                piece = tokens[done : done + PRIME_SLICE]
                 try:
-                    self._llm.eval(piece)
+                    done = self._evaluate(tokens, done)
                 except RuntimeError:
                     if self._abort.raised:
                         break  # interrupted: llama.cpp dropped the slice from its cache
                     raise
-                done += len(piece)
-                evaluated += len(piece)
         finally:
             with self._lock:
                 self._priming = False
                 self._abort.lower()
-        return evaluated
+        return done - start
+
+    def _evaluate(self, tokens: list[int], done: int) -> int:
+        """Evaluate the slice of ``tokens`` after the first ``done``; the new ``done``."""
+        self._llm.n_tokens = done  # eval() drops the cache past this point first
+        piece = tokens[done : done + PRIME_SLICE]
+        self._llm.eval(piece)
+        return done + len(piece)
 
 
 class _AbortFlag:
