@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from services.common.errors import StartupError
-from services.llm import model, requantize
+from services.llm import model, requantize, stamps
 from services.llm.config import DEFAULT_CACHE_DIR
 
 REPO = Path(__file__).resolve().parents[1]
@@ -174,8 +173,10 @@ def test_the_bundled_model_is_converted_once_to_the_faster_quantization() -> Non
 def test_a_converted_model_from_another_source_or_changed_is_not_current(tmp_path: Path) -> None:
     converted = tmp_path / "m-iq4_nl.gguf"
     converted.write_bytes(b"GGUF" + bytes(60))
-    requantize._stamp_path(converted).write_text(json.dumps(requantize._stamp(converted, "a" * 64, "iq4_nl")))
-    assert requantize._is_current(converted, "a" * 64, "iq4_nl")
-    assert not requantize._is_current(converted, "b" * 64, "iq4_nl")  # another bundled model
+    made = requantize._facts("a" * 64, "iq4_nl")
+    stamps.write_stamp(converted, requantize.MADE, made)
+    assert stamps.is_stamped(converted, requantize.MADE, made)
+    other = requantize._facts("b" * 64, "iq4_nl")  # another bundled model
+    assert not stamps.is_stamped(converted, requantize.MADE, other)
     converted.write_bytes(b"GGUF" + bytes(61))  # half-copied, edited
-    assert not requantize._is_current(converted, "a" * 64, "iq4_nl")
+    assert not stamps.is_stamped(converted, requantize.MADE, made)

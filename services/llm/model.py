@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import logging
 import os
 import sys
@@ -22,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from services.common.errors import StartupError
+from services.llm import stamps
 from services.llm.requantize import ORIGINAL, Quant, requantized
 
 log = logging.getLogger(__name__)
@@ -55,29 +55,16 @@ def sha256_of(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def _stamp_path(path: Path) -> Path:
-    return path.with_name(path.name + ".verified")
-
-
-def _stamp_of(path: Path, sha256: str) -> dict[str, object]:
-    st = path.stat()
-    return {"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+VERIFIED = ".verified"
 
 
 def is_stamped(path: Path, sha256: str) -> bool:
     """True if ``path`` was verified and has not changed since (size, mtime)."""
-    try:
-        stamp = json.loads(_stamp_path(path).read_text())
-        return bool(stamp == _stamp_of(path, sha256))
-    except (OSError, ValueError):
-        return False
+    return stamps.is_stamped(path, VERIFIED, {"sha256": sha256})
 
 
 def _write_stamp(path: Path, sha256: str) -> None:
-    try:
-        _stamp_path(path).write_text(json.dumps(_stamp_of(path, sha256)))
-    except OSError as exc:  # a read-only model folder: we just re-hash next time
-        log.info("cannot remember verification of %s: %s", path, exc)
+    stamps.write_stamp(path, VERIFIED, {"sha256": sha256})
 
 
 def verify(path: Path, sha256: str, size: int | None = None) -> None:

@@ -15,7 +15,6 @@ never leaves half a model; a stamp records what it was made from.
 from __future__ import annotations
 
 import ctypes
-import json
 import logging
 import os
 import tempfile
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 from services.common.errors import StartupError
+from services.llm import stamps
 
 log = logging.getLogger(__name__)
 
@@ -30,28 +30,13 @@ Quant = Literal["iq4_nl", "q4_k_m"]
 ORIGINAL: Quant = "q4_k_m"
 
 
-def _stamp(path: Path, source_sha256: str, quant: str) -> dict[str, object]:
+MADE = ".made"
+
+
+def _facts(source_sha256: str, quant: str) -> dict[str, object]:
     import llama_cpp
 
-    st = path.stat()
-    return {
-        "source_sha256": source_sha256,
-        "quant": quant,
-        "llama_cpp": llama_cpp.__version__,
-        "size": st.st_size,
-        "mtime_ns": st.st_mtime_ns,
-    }
-
-
-def _stamp_path(path: Path) -> Path:
-    return path.with_name(path.name + ".made")
-
-
-def _is_current(path: Path, source_sha256: str, quant: str) -> bool:
-    try:
-        return bool(json.loads(_stamp_path(path).read_text()) == _stamp(path, source_sha256, quant))
-    except (OSError, ValueError):
-        return False
+    return {"source_sha256": source_sha256, "quant": quant, "llama_cpp": llama_cpp.__version__}
 
 
 def requantized(source: Path, source_sha256: str, quant: Quant) -> Path:
@@ -60,14 +45,12 @@ def requantized(source: Path, source_sha256: str, quant: Quant) -> Path:
     if quant == ORIGINAL:
         return source
     dest = source.with_name(f"{source.stem.removesuffix('-' + ORIGINAL)}-{quant}.gguf")
-    if dest.is_file() and _is_current(dest, source_sha256, quant):
+    facts = _facts(source_sha256, quant)
+    if dest.is_file() and stamps.is_stamped(dest, MADE, facts):
         return dest
     log.info("converting %s to %s (once)", source.name, quant.upper())
     _quantize(source, dest, quant)
-    try:
-        _stamp_path(dest).write_text(json.dumps(_stamp(dest, source_sha256, quant)))
-    except OSError as exc:  # a read-only cache: converted again at the next start
-        log.info("cannot stamp %s: %s", dest, exc)
+    stamps.write_stamp(dest, MADE, facts)
     return dest
 
 
