@@ -347,7 +347,8 @@ async def test_speculative_final_at_a_pause_then_confirmed_without_a_second_deco
         f"confirmed {1000 * (confirmed_at - sent):.0f} ms after SpeechEnded"
     )
     assert confirmed_at - sent < 0.1  # no decode: the speculative text stands
-    assert not [at for at, _ in edge.partials(1) if at > got_at]  # paused: no partial of the silence
+    # Paused: no partial of the silence (one in flight at the pause may still come).
+    assert all(m.heard_until <= speech_end + 0.03 for _, m in edge.partials(1))
 
 
 async def test_speech_resumed_after_a_pause_is_transcribed_as_one_utterance(edge: Edge) -> None:
@@ -399,5 +400,6 @@ async def test_with_two_lanes_a_pause_is_decoded_while_a_partial_is_still_in_fli
         got_at, speculative = await edge.final(1, within=5.0)
         assert speculative.speculative and speculative.text == "final 8000"
         assert got_at - paused_at < 0.5  # not after the partial's 1.5 s
-        await asyncio.sleep(1.6)  # the partial finishes: speculated on, it is not published
-        assert partials.calls == 1 and edge.partials(1) == []
+        await asyncio.sleep(1.6)  # the partial finishes after the speculative final
+        assert partials.calls == 1
+        assert [m.text for _, m in edge.partials(1)] == [f"partial {300 * 16}"]

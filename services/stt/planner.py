@@ -247,10 +247,10 @@ class DecodePlanner:
         return utterance is not None and not utterance.all_frames_in and utterance.ended is None
 
     def wants_partial(self, job: Job) -> bool:
-        """A partial's text still says something new: its utterance is neither final
-        nor speculated on (with two lanes a partial can finish after either)."""
-        utterance = self._live_utterance(job)
-        return utterance is not None and not utterance.speculated and utterance.ended is None
+        """A partial's text may still be published: its utterance's final is not out
+        (with two lanes a partial can finish after it). One that finishes after the
+        speculative final is published: its words can be what confirms a barge-in."""
+        return self._live_utterance(job) is not None
 
     def _live_utterance(self, job: Job) -> UtteranceStream | None:
         session = self._sessions.get(job.session_id)
