@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, cast
 from proto.messages import ChatMessage
 from services.common.errors import StartupError
 from services.llm.engine import as_dicts
-from services.llm.prompt_cache import PromptCache, common_prefix
+from services.llm.prompt_cache import PromptCache
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -78,8 +78,7 @@ class LlamaCppEngine:
     ) -> Iterator[str]:
         limit = self._limit(max_tokens)
         prompt = self._prompt(messages, limit)
-        cut = self._cache.fit(prompt)
-        reused = common_prefix(self._cache.cached(), prompt)
+        cut, reused = self._cache.fit(prompt)
         log.info("prompt of %d tokens: %d evaluated before (%d cut from history)", len(prompt), reused, cut)
         # A token prompt: generation reuses the cached prefix token by token, primed or not.
         response = self._llm.create_completion(

@@ -82,14 +82,13 @@ class PromptCache:
     def cached(self) -> list[int]:
         return [int(token) for token in self._llm.input_ids[: self._llm.n_tokens]]
 
-    def fit(self, tokens: list[int]) -> int:
-        """Cut the block ``tokens`` dropped out of the cache, if any; the tokens cut."""
-        if not self._can_shift:
-            return 0
+    def fit(self, tokens: list[int]) -> tuple[int, int]:
+        """Cut the block ``tokens`` dropped out of the cache, if any. Returns the tokens
+        cut and how many of ``tokens`` are then in the cache already."""
         cached = self.cached()
-        block = dropped_block(cached, tokens)
+        block = dropped_block(cached, tokens) if self._can_shift else None
         if block is None:
-            return 0
+            return 0, common_prefix(cached, tokens)
         start, length = block
         end = len(cached)
         ctx = self._llm._ctx
@@ -97,13 +96,12 @@ class PromptCache:
         ctx.kv_cache_seq_shift(_SEQUENCE, start + length, end, -length)
         self._llm.input_ids[start : end - length] = cached[start + length :]
         self._llm.n_tokens = end - length
-        return length
+        return length, common_prefix(self.cached(), tokens)
 
     def prime(self, tokens: list[int], cancelled: threading.Event) -> int:
         """Evaluate ``tokens`` into the cache a slice at a time until done or
         ``cancelled``; returns how many were evaluated."""
-        cut = self.fit(tokens)
-        done = common_prefix(self.cached(), tokens)
+        cut, done = self.fit(tokens)
         log.debug("priming %d tokens: %d evaluated before (%d cut from the history)", len(tokens), done, cut)
         start = done
         if cut and done < len(tokens) and not cancelled.is_set():

@@ -165,8 +165,7 @@ class SttService:
     def _note(self, channel: Channel, outcome: Outcome, message: Any = None) -> None:
         if outcome is Outcome.ACCEPTED:
             self._traces.note(message)  # the handler's trace context, for the workers
-            for lane in self._lanes:
-                lane.wake.set()
+            self._wake_lanes()
         else:
             self._bus.count_drop(channel, outcome.value)
         metrics.ACTIVE_SESSIONS.labels(SERVICE).set(self._planner.active_sessions)
@@ -206,8 +205,11 @@ class SttService:
             otel_context.detach(token)
             self._traces.finished(job)
             self._planner.finish(job, text)
-            for other in self._lanes:
-                other.wake.set()  # the other lane may have waited for this one's result
+            self._wake_lanes()  # the other lane may have waited for this one's result
+
+    def _wake_lanes(self) -> None:
+        for lane in self._lanes:
+            lane.wake.set()
 
     async def _sleep(self, lane: DecodeLane, deadline: float | None, now: float) -> None:
         timeout = None if deadline is None else max(0.0, deadline - now)
