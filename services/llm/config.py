@@ -44,6 +44,9 @@ class Settings(ServiceSettings):
     threads_batch: int = Field(default=1, ge=0)
     max_tokens: int = Field(default=150, ge=1)  # caps each request's own max_tokens
     temperature: float = Field(default=0.6, ge=0.0, le=2.0)
+    # Unset: every reply samples from a fresh random seed. Set: every reply uses this one,
+    # so a conversation replayed on a fresh process gets the same replies.
+    seed: int | None = Field(default=None, ge=0, lt=2**32)
     warmup: bool = True
     # Keep equal to TURNS_SYSTEM_PROMPT: the warm-up leaves this prefix in the KV cache.
     warmup_system_prompt: str = DEFAULT_SYSTEM_PROMPT
@@ -56,6 +59,11 @@ class Settings(ServiceSettings):
     openai_model: str = "default"
     openai_api_key: SecretStr = SecretStr("")
     openai_timeout: float = Field(default=30.0, gt=0)
+
+    @field_validator("seed", mode="before")
+    @classmethod
+    def _empty_seed_is_none(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("model_path", mode="before")
     @classmethod

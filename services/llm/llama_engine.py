@@ -16,6 +16,7 @@ the request's prompt are the same tokens.
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,6 +50,7 @@ class LlamaCppEngine:
         threads_batch: int = 1,
         max_tokens: int = 150,
         temperature: float = 0.6,
+        seed: int | None = None,
     ) -> None:
         try:
             from llama_cpp import Llama
@@ -60,6 +62,7 @@ class LlamaCppEngine:
         self._context = context
         self._max_tokens = max_tokens
         self._temperature = temperature
+        self._seed = seed
         try:
             self._llm = Llama(
                 model_path=str(model_path),
@@ -82,7 +85,7 @@ class LlamaCppEngine:
         log.info("prompt of %d tokens: %d evaluated before (%d cut from history)", len(prompt), reused, cut)
         # A token prompt: generation reuses the cached prefix token by token, primed or not.
         response = self._llm.create_completion(
-            prompt, stream=True, max_tokens=limit, temperature=self._temperature
+            prompt, stream=True, max_tokens=limit, temperature=self._temperature, seed=self._sampling_seed()
         )
         chunks = cast("Iterator[CreateCompletionStreamResponse]", response)
         try:
@@ -108,6 +111,12 @@ class LlamaCppEngine:
 
     def close(self) -> None:
         self._llm.close()
+
+    def _sampling_seed(self) -> int:
+        # Without one, llama-cpp-python derives each completion's seed from the last, from
+        # the same constant in every process: every replica and every restart would draw
+        # the same numbers in the same order.
+        return self._seed if self._seed is not None else secrets.randbits(32)
 
     def _limit(self, max_tokens: int) -> int:
         return max(1, min(max_tokens, self._max_tokens))

@@ -37,6 +37,7 @@ class OpenAICompatibleEngine:
         api_key: str = "",
         max_tokens: int = 150,
         temperature: float = 0.6,
+        seed: int | None = None,
         timeout: float = 30.0,
     ) -> None:
         self._url = base_url.rstrip("/") + "/chat/completions"
@@ -48,6 +49,7 @@ class OpenAICompatibleEngine:
             self._headers["Authorization"] = f"Bearer {api_key}"
         self._max_tokens = max_tokens
         self._temperature = temperature
+        self._seed = seed
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="llm-openai-io", daemon=True)
@@ -75,13 +77,15 @@ class OpenAICompatibleEngine:
     def stream(
         self, messages: list[ChatMessage], max_tokens: int, cancelled: threading.Event
     ) -> Iterator[str]:
-        payload = {
+        payload: dict[str, Any] = {
             "model": self._model,
             "messages": as_dicts(messages),
             "stream": True,
             "max_tokens": max(1, min(max_tokens, self._max_tokens)),
             "temperature": self._temperature,
         }
+        if self._seed is not None:  # OpenAI's and vLLM's field; a server without it ignores it
+            payload["seed"] = self._seed
         try:
             response = self._call(self._open(payload), cancelled)
         except _Cancelled:

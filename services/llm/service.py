@@ -45,6 +45,7 @@ def build_engine(settings: Settings) -> ChatEngine:
             api_key=settings.openai_api_key.get_secret_value(),
             max_tokens=settings.max_tokens,
             temperature=settings.temperature,
+            seed=settings.seed,
             timeout=settings.openai_timeout,
         )
     from services.llm.llama_engine import LlamaCppEngine
@@ -59,6 +60,7 @@ def build_engine(settings: Settings) -> ChatEngine:
         threads_batch=settings.threads_batch or settings.threads,
         max_tokens=settings.max_tokens,
         temperature=settings.temperature,
+        seed=settings.seed,
     )
 
 
