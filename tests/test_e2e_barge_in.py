@@ -29,12 +29,28 @@ from tests.webrtc_client import EdgeClient, Spoken
 
 pytestmark = pytest.mark.e2e
 OUT_RATE = 48000
-ASK_FOR_A_STORY = "Please tell me a long story about a brave knight and a dragon."
+# "At least ten sentences" often outweighs the persona's "one or two short sentences"
+# (the model alone, temperature 0.6: 1 of 16 stories under 45 words, against 5 of 16
+# for "a long bedtime story"; but see CALLS_FOR_A_STORY). No commas: a synthesized
+# comma is a pause that can end the turn there. No knight: Whisper hears "night",
+# which the model often does not take.
+ASK_FOR_A_STORY = (
+    "Please tell me a long story of at least ten sentences about a dragon who learns to bake bread."
+)
 LONG_GREETING = (
     "Hello! I am Ava, your voice assistant. I can answer questions, tell you stories, "
     "and help you think things through. What would you like to talk about today?"
 )
 INTERRUPT_SPEECH_S = 0.3  # EDGE_INTERRUPT_SPEECH_MS, the default
+# About 13 s of voice (~3.5 words a second); the noise, the backchannel and the
+# interruption take ~7 s of it.
+LONG_STORY_WORDS = 45
+# The model (0.5B, told to answer in one or two sentences) often does: 5 of 13 calls
+# here, and 1 to 6 of 16 draws of the model alone, as the words of the ask vary a
+# little. Such a story ends before the interruptions it is there for: the model's
+# doing, not this test's subject. That call is hung up and another made; in the same
+# call the model would repeat its short reply (seen: the same 18 words to three asks).
+CALLS_FOR_A_STORY = 5
 
 
 def noise_burst(seconds: float = 0.4, level: float = 4000.0) -> np.ndarray:
@@ -75,45 +91,92 @@ async def _speak_and_wait_for_reply(client: EdgeClient, text: str, after_turn: i
     return turn
 
 
+def _count(client: EdgeClient, kind: str, turn: int) -> int:
+    return sum(1 for e in client.events if e["type"] == kind and e["turn_id"] == turn)
+
+
+async def _resumed(client: EdgeClient, turn: int, before: int, within: float) -> None:
+    deadline = time.monotonic() + within
+    while _count(client, "agent_resumed", turn) <= before:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"reply {turn} was paused and did not resume: {client.events[-6:]}")
+        await asyncio.sleep(0.01)
+
+
+async def _reply_reaches(client: EdgeClient, turn: int, words: int, within: float = 30.0) -> bool:
+    """Whether reply ``turn`` grows to ``words`` words (False: it ended shorter)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        deltas = [e for e in client.events if e["type"] == "agent_text" and e["turn_id"] == turn]
+        if len("".join(e["text"] for e in deltas).split()) >= words:
+            return True
+        if any(e["final"] for e in deltas):
+            return False
+        await asyncio.sleep(0.02)
+    raise TimeoutError(f"reply {turn} neither reached {words} words nor ended in {within} s")
+
+
 async def _not_cut_by(client: EdgeClient, turn: int, pcm: np.ndarray, what: str) -> None:
     """Say ``pcm`` over reply ``turn``: the reply is not interrupted and its voice goes on."""
+    paused, resumed = _count(client, "agent_paused", turn), _count(client, "agent_resumed", turn)
     await _said(client.say(pcm))
     await asyncio.sleep(1.6)  # the longest a false interruption may pause the agent (1.5 s)
+    if _count(client, "agent_paused", turn) > paused:
+        # The pause's 1.5 s run from when the edge's VAD hears the user stop, which is
+        # the microphone's last sample plus the way to the edge and the VAD's hangover.
+        await _resumed(client, turn, resumed, within=2.0)
+    listened_from = time.time()
+    await asyncio.sleep(1.0)
+    heard = [e["text"] for e in client.events if e["type"] == "transcript" and e["turn_id"] > turn]
     interrupted = [e for e in client.events if e["type"] == "interrupted" and e["turn_id"] == turn]
-    assert not interrupted, f"{what} cut the agent off: {interrupted}"
+    assert not interrupted, f"{what} cut the agent off: {interrupted}; the user said {heard}"
     stopped = [e for e in client.events if e["type"] == "agent_stopped_speaking" and e["turn_id"] == turn]
-    assert not stopped, f"the story ended too soon to test {what}: {stopped}"
-    now = time.time()
-    assert sound_span(client, now - 0.5, now) > 0.2, f"the agent's voice did not go on after {what}"
+    assert not stopped, f"reply {turn} ended during {what}: {stopped}; the user said {heard}"
+    # A second of a story holds a pause between sentences at most: most of it is voice.
+    voiced = sound_span(client, listened_from, time.time())
+    assert voiced > 0.3, f"the agent's voice did not go on after {what}: {voiced:.2f} s in 1 s"
 
 
 async def test_talking_over_the_agent(agent_stack: StackProcess) -> None:
+    for _ in range(CALLS_FOR_A_STORY):
+        async with greeted_call(agent_stack) as (client, watch, sid):
+            story = await _speak_and_wait_for_reply(client, ASK_FOR_A_STORY, 0)
+            if await _reply_reaches(client, story, LONG_STORY_WORDS):
+                await _talk_over(client, watch, sid, story)
+                return
+            told = "".join(
+                e["text"] for e in client.events if e["type"] == "agent_text" and e["turn_id"] == story
+            )
+            print(f"\nthe story is too short for the scenario, calling again: {told!r}")
+    raise AssertionError(f"{CALLS_FOR_A_STORY} calls told stories under {LONG_STORY_WORDS} words")
+
+
+async def _talk_over(client: EdgeClient, watch: BusWatch, sid: str, story: int) -> None:
+    """Noise and a backchannel over the story do not cut it; a real sentence does."""
     interruption = {u.name.rsplit("-", 1)[-1]: u for u in librivox_utterances()}["0870"]
-    async with greeted_call(agent_stack) as (client, watch, sid):
-        story = await _speak_and_wait_for_reply(client, ASK_FOR_A_STORY, 0)
-        await asyncio.sleep(1.0)
-        await _not_cut_by(client, story, noise_burst(), "a burst of noise")
-        await _not_cut_by(client, story, synthesized("Yeah, yeah."), "a backchannel")
+    await asyncio.sleep(1.0)
+    await _not_cut_by(client, story, noise_burst(), "a burst of noise")
+    await _not_cut_by(client, story, synthesized("Yeah, yeah."), "a backchannel")
 
-        spoken = client.say(interruption.pcm16())
-        stopped = await client.wait_for_event(
-            "agent_stopped_speaking", within=20, where=lambda e: e["turn_id"] == story
-        )
-        assert stopped["interrupted"] is True, stopped
-        assert spoken.started_at is not None
-        onset = spoken.started_at
-        ended_at = await _said(spoken)
-        silent_from = _last_sound(client, onset, ended_at)
-        stop_ms = (silent_from - onset) * 1000
-        print(f"\ninterrupting speech onset -> agent silent at the client: {stop_ms:.0f} ms")
-        # 300 ms of speech to decide, a frame to stop, the client's jitter buffer and
-        # the speech's own onset inside the file: well under a second.
-        assert silent_from - onset < INTERRUPT_SPEECH_S + 0.7
-        assert sound_span(client, silent_from + 0.1, ended_at) == 0.0, "the agent spoke over the user"
+    spoken = client.say(interruption.pcm16())
+    stopped = await client.wait_for_event(
+        "agent_stopped_speaking", within=20, where=lambda e: e["turn_id"] == story
+    )
+    assert stopped["interrupted"] is True, stopped
+    assert spoken.started_at is not None
+    onset = spoken.started_at
+    ended_at = await _said(spoken)
+    silent_from = _last_sound(client, onset, ended_at)
+    stop_ms = (silent_from - onset) * 1000
+    print(f"\ninterrupting speech onset -> agent silent at the client: {stop_ms:.0f} ms")
+    # 300 ms of speech to decide, a frame to stop, the client's jitter buffer and
+    # the speech's own onset inside the file: well under a second.
+    assert silent_from - onset < INTERRUPT_SPEECH_S + 0.7
+    assert sound_span(client, silent_from + 0.1, ended_at) == 0.0, "the agent spoke over the user"
 
-        request = await watch.wait_for(m.LlmRequest, sid, within=60, where=lambda r: r.turn_id > story)
-        _history_holds_what_was_heard(watch, sid, request, story, stopped["heard_text"])
-        _heard_text_matches_the_audio(client, stopped, onset)
+    request = await watch.wait_for(m.LlmRequest, sid, within=60, where=lambda r: r.turn_id > story)
+    _history_holds_what_was_heard(watch, sid, request, story, stopped["heard_text"])
+    _heard_text_matches_the_audio(client, stopped, onset)
 
 
 def _last_sound(client: EdgeClient, start: float, end: float) -> float:

@@ -22,7 +22,10 @@ LEAD_IN_S = 6.0  # the greeting plays first
 INTO_THE_REPLY_S = 4.0  # after the question: the reply has begun (~1.5-2.5 s) and plays on
 TAIL_S = 8.0  # the answer to the interruption
 RMS_SPEECH = 0.01
-ASK_FOR_A_STORY = "Please tell me a long story about a brave knight and a dragon."
+# The ask of tests/test_e2e_barge_in.py: more often a long story from this model.
+ASK_FOR_A_STORY = (
+    "Please tell me a long story of at least ten sentences about a dragon who learns to bake bread."
+)
 # What the edge sent before it stopped still crosses Chromium's jitter buffer (~100 ms),
 # but nothing of the cut reply may arrive this long after the page held the voice.
 DRAINED_MS = 600.0
