@@ -37,15 +37,21 @@ def test_a_one_word_clause_does_not_end_the_first_chunk() -> None:
     assert chunker.push(" can") == []
 
 
-def test_first_chunk_at_five_words_without_punctuation() -> None:
+def test_first_chunk_at_three_words_without_punctuation() -> None:
     chunker = Chunker()
     out = [c for t in tokens_of("The quick brown fox jumps over the lazy dog") for c in chunker.push(t)]
-    assert out == ["The quick brown fox jumps"]
-    assert chunker.flush() == "over the lazy dog"
+    assert out == ["The quick brown"]
+    assert chunker.flush() == "fox jumps over the lazy dog"
+
+
+def test_the_second_chunk_ends_within_four_times_the_first_chunks_words() -> None:
+    words = [f"w{i}" for i in range(60)]
+    chunks = chunk_all(tokens_of(" ".join(words) + "."), first_words=3)
+    assert [len(c.split()) for c in chunks] == [3, 12, 20, 20, 5]
 
 
 def test_first_chunk_words_is_configurable() -> None:
-    assert chunk_all(tokens_of("one two three four five six"), first_words=3)[0] == "one two three"
+    assert chunk_all(tokens_of("one two three four five six"), first_words=5)[0] == "one two three four five"
 
 
 def test_at_the_word_limit_a_short_earlier_sentence_is_cut_alone() -> None:

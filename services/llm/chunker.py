@@ -3,7 +3,9 @@
 The first chunk goes out early, so tts can start speaking while the model is
 still writing: at the first clause boundary after 2 words, or after
 ``first_words`` words. Later chunks end at sentence ends (or line breaks), or
-after ``max_words`` words, preferring the last clause boundary. A boundary is
+after ``max_words`` words, preferring the last clause boundary; the second after
+at most four times ``first_words``: a chunk plays for ~0.3 s a word, and the
+next must be written (~0.05 s a word here) and synthesized before it ends. A boundary is
 only certain once the whitespace after it has arrived ("3." may become "3.5").
 Markdown and emoji, which a TTS would read out or choke on, are stripped.
 """
@@ -111,9 +113,10 @@ def _boundaries(buf: str) -> Iterator[_Boundary]:
 class Chunker:
     """Feed tokens with ``push``; call ``flush`` once the reply is complete."""
 
-    def __init__(self, first_words: int = 5, max_words: int = 20) -> None:
+    def __init__(self, first_words: int = 3, max_words: int = 20) -> None:
         self._first_words = max(1, first_words)
         self._max_words = max(1, max_words)
+        self._second_words = min(self._max_words, 4 * self._first_words)
         # A leading newline marks the reply's start as a line start (bullets).
         self._buf = "\n"
         self.emitted = 0
@@ -142,7 +145,7 @@ class Chunker:
 
     def _next_cut(self) -> int | None:
         first = self.emitted == 0
-        limit = self._first_words if first else self._max_words
+        limit = (self._first_words, self._second_words)[self.emitted] if self.emitted < 2 else self._max_words
         # A fallback pause must not leave a tiny fragment ("So,") as a later chunk.
         min_pause_words = 1 if first else max(1, limit // 2)
         pause: int | None = None

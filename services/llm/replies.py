@@ -91,7 +91,7 @@ class _Progress:
 
 class Replier:
     def __init__(
-        self, engine: ChatEngine, out: Publisher, *, first_chunk_words: int = 5, chunk_max_words: int = 20
+        self, engine: ChatEngine, out: Publisher, *, first_chunk_words: int = 3, chunk_max_words: int = 20
     ) -> None:
         self._engine = engine
         self._out = out
