@@ -40,6 +40,11 @@ REPETITIVE_COMPRESSION = 2.4
 # up to this many tokens repeated this many times at the end is a loop too.
 LOOP_UNIT_TOKENS = 3
 LOOP_REPEATS = 4
+# A final the fitted window doubts is decoded once more in a window this many times as
+# wide before the stock 30 s one: LibriVox 0880 through Opus looped ("an old-s-y-y-y")
+# in a 5 s window at 5 of 12 lengths and bitrates, never in a 10 s one (~120 ms), while
+# the stock redo took 460-730 ms and put the bench's speculative final at ~900 ms.
+WIDER_WINDOW = 2
 
 
 class SpeechRecognizer(Protocol):
@@ -101,8 +106,9 @@ class FasterWhisperRecognizer:
     pads every clip to a 30 s window, and encoding that window is most of the
     cost of a short utterance. With ``trim_window`` the encoder gets a window
     fitted to the clip instead (3-5x faster here, same finals on the LibriVox
-    set); a doubtful result (repetitive or improbable) is decoded again the
-    stock way, with faster-whisper's temperature fallback.
+    set); a doubtful final (repetitive, improbable or looping) is decoded again
+    in a window twice as wide, and if that is doubtful too the stock way, with
+    faster-whisper's temperature fallback.
     """
 
     name = "faster-whisper"
@@ -150,9 +156,16 @@ class FasterWhisperRecognizer:
 
     def _decode(self, samples: np.ndarray, *, interim: bool = False) -> str | None:
         fits = samples.size < (WHISPER_WINDOW_S - WINDOW_TAIL_S) * SAMPLE_RATE
-        if self.trim_window and fits:
-            return self._decode_fitted(samples, interim=interim)
-        return self._decode_stock(samples)
+        if not (self.trim_window and fits):
+            return self._decode_stock(samples)
+        text, self.last_doubt = self._decode_fitted(samples)
+        if not self.last_doubt:
+            return text
+        if interim:
+            return None
+        # The metrics count the first window's doubt, whatever resolves it.
+        wider, still_doubtful = self._decode_fitted(samples, widen=WIDER_WINDOW)
+        return wider if not still_doubtful else self._decode_stock(samples)
 
     def _decode_stock(self, samples: np.ndarray) -> str:
         segments, _info = self._model.transcribe(
@@ -166,12 +179,13 @@ class FasterWhisperRecognizer:
         # The segments are a lazy generator: the decoding happens here.
         return clean_text(" ".join(segment.text for segment in segments))
 
-    def _decode_fitted(self, samples: np.ndarray, *, interim: bool) -> str | None:
+    def _decode_fitted(self, samples: np.ndarray, widen: int = 1) -> tuple[str, str]:
+        """(text, why it is doubtful or "") in a window fitted to the clip, ``widen`` times over."""
         from faster_whisper.transcribe import get_compression_ratio
 
         features = self._model.feature_extractor(samples)
         frames_per_s = self._model.feature_extractor.sampling_rate // self._model.feature_extractor.hop_length
-        seconds = max(WINDOW_FLOOR_S, -(-features.shape[-1] // frames_per_s) + WINDOW_TAIL_S)
+        seconds = max(WINDOW_FLOOR_S, -(-features.shape[-1] // frames_per_s) + WINDOW_TAIL_S) * widen
         window = min(WHISPER_WINDOW_S, seconds) * frames_per_s
         # Zeros past the clip, as faster-whisper pads its 30 s window.
         features = np.pad(features[:, :window], ((0, 0), (0, max(0, window - features.shape[-1]))))
@@ -188,19 +202,15 @@ class FasterWhisperRecognizer:
         tokens = result.sequences_ids[0]
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
         if result.no_speech_prob > NO_SPEECH_PROB and avg_logprob < LOW_LOGPROB:
-            return ""
+            return "", ""
         text = clean_text(self._tokenizer.decode(tokens))
-        if not text:
-            return text
-        if get_compression_ratio(text) > REPETITIVE_COMPRESSION:
-            self.last_doubt = "repetitive"
-        elif avg_logprob < LOW_LOGPROB:
-            self.last_doubt = "improbable"
-        elif ends_in_loop(tokens):
-            self.last_doubt = "loop"
-        if not self.last_doubt:
-            return text
-        return None if interim else self._decode_stock(samples)
+        if text and get_compression_ratio(text) > REPETITIVE_COMPRESSION:
+            return text, "repetitive"
+        if text and avg_logprob < LOW_LOGPROB:
+            return text, "improbable"
+        if text and ends_in_loop(tokens):
+            return text, "loop"
+        return text, ""
 
 
 def ends_in_loop(tokens: list[int]) -> bool:

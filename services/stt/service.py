@@ -55,7 +55,7 @@ SPECULATIVE = Counter(
 )
 DOUBTFUL = Counter(
     f"{metrics.PREFIX}_stt_doubtful_decodes",
-    "Decodes the recognizer doubted, by the reason: a partial is dropped, a final redone the stock way",
+    "Decodes the recognizer doubted, by the reason: a partial is dropped, a final redone in a wider window",
     ["service", "kind", "reason"],
 )
 FINAL_LATENCY = metrics.latency_histogram(
