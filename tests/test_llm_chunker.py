@@ -35,6 +35,7 @@ def test_a_one_word_clause_does_not_end_the_first_chunk() -> None:
     assert chunker.push("Sure,") == []
     assert chunker.push(" I") == []
     assert chunker.push(" can") == []
+    assert chunker.push(" help") == ["Sure, I can"]  # not "Sure," alone at the word limit
 
 
 def test_first_chunk_at_three_words_without_punctuation() -> None:

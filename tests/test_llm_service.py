@@ -340,7 +340,7 @@ async def test_the_openai_engine_through_the_service(
     assert len(fake_openai.requests) == 2  # warm-up, then the request
     assert done.text == "Sure, the answer is **42**. Anything else?"
     assert_complete_reply(client, 1)
-    assert [c.text for _, c in client.turns[1].chunks] == ["Sure, the answer is 42.", "Anything else?"]
+    assert [c.text for _, c in client.turns[1].chunks] == ["Sure, the answer", "is 42.", "Anything else?"]
 
 
 async def test_an_engine_error_is_reported_and_the_service_goes_on(

@@ -146,7 +146,8 @@ class Chunker:
     def _next_cut(self) -> int | None:
         first = self.emitted == 0
         limit = (self._first_words, self._second_words)[self.emitted] if self.emitted < 2 else self._max_words
-        # A fallback pause must not leave a tiny fragment ("So,") as a later chunk.
+        # A fallback pause must not leave a tiny fragment ("So,", "Sure,") as a chunk of
+        # its own; a one-word sentence ("Hi!") may be one.
         min_pause_words = 1 if first else max(1, limit // 2)
         pause: int | None = None
         for boundary in _boundaries(self._buf):
@@ -156,7 +157,8 @@ class Chunker:
                 return boundary.end
             if first and boundary.kind == _Kind.CLAUSE and boundary.words >= 2:
                 return boundary.end
-            if boundary.kind != _Kind.WORD and boundary.words >= min_pause_words:
+            lone_clause = first and boundary.kind == _Kind.CLAUSE and boundary.words < 2
+            if boundary.kind != _Kind.WORD and boundary.words >= min_pause_words and not lone_clause:
                 pause = boundary.end
             if boundary.words >= limit:
                 return pause if pause is not None else boundary.end
