@@ -21,7 +21,7 @@ from proto import messages as m
 from services.edge.ice import use_host_addresses
 from tests.bus_watch import BusWatch
 from tests.e2e_audio import synthesized, transcribe
-from tests.e2e_call import greeted_call
+from tests.e2e_call import CALLS_FOR_A_STORY, greeted_call
 from tests.stack_process import StackProcess
 from tests.support import librivox_utterances, word_error_rate
 from tests.support import normalize_words as words_of
@@ -45,12 +45,6 @@ INTERRUPT_SPEECH_S = 0.3  # EDGE_INTERRUPT_SPEECH_MS, the default
 # About 13 s of voice (~3.5 words a second); the noise, the backchannel and the
 # interruption take ~7 s of it.
 LONG_STORY_WORDS = 45
-# The model (0.5B, told to answer in one or two sentences) often does: 5 of 13 calls
-# here, and 1 to 6 of 16 draws of the model alone, as the words of the ask vary a
-# little. Such a story ends before the interruptions it is there for: the model's
-# doing, not this test's subject. That call is hung up and another made; in the same
-# call the model would repeat its short reply (seen: the same 18 words to three asks).
-CALLS_FOR_A_STORY = 5
 
 
 def noise_burst(seconds: float = 0.4, level: float = 4000.0) -> np.ndarray:
