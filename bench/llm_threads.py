@@ -18,7 +18,7 @@ from proto.messages import ChatMessage
 from services.common.persona import DEFAULT_SYSTEM_PROMPT
 from services.llm.config import Settings
 from services.llm.llama_engine import LlamaCppEngine
-from services.llm.model import ensure_model
+from services.llm.model import configured_model
 
 QUESTIONS = (
     "Tell me about the weather in Paris today.",
@@ -76,7 +76,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
     settings = Settings()
-    path = ensure_model(settings.model_cache_dir, settings.model_path, settings.model_sha256, settings.quant)
+    path = configured_model(settings)
     print(f"{'threads':>7} {'busy core':>9} {'first token p50':>16} {'tokens/s p50':>13}")
     for threads in args.threads:
         engine = LlamaCppEngine(path, threads=threads, threads_batch=threads)

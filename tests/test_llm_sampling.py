@@ -10,7 +10,7 @@ import pytest
 from proto.messages import ChatMessage
 from services.llm.config import load_settings
 from services.llm.llama_engine import LlamaCppEngine
-from services.llm.model import ensure_model
+from services.llm.model import configured_model
 from tests.test_llm_support import PERSONA
 
 # Many good answers: at temperature 1 two independent draws of 24 tokens all but never agree.
@@ -19,8 +19,7 @@ OPEN_QUESTION = [PERSONA, ChatMessage("user", "Invent a name for a pet dragon an
 
 @pytest.fixture(scope="module")
 def model_path() -> Path:
-    settings = load_settings()
-    return ensure_model(settings.model_cache_dir, settings.model_path, settings.model_sha256, settings.quant)
+    return configured_model(load_settings())
 
 
 def first_reply(path: Path, seed: int | None) -> str:

@@ -28,7 +28,7 @@ from services.llm.chunker import speakable
 from services.llm.config import load_settings
 from services.llm.engine import ChatEngine, warm_up
 from services.llm.llama_engine import LlamaCppEngine
-from services.llm.model import ensure_model
+from services.llm.model import configured_model
 from services.llm.service import start_with
 from tests.support import NatsServer, free_port
 from tests.test_llm_support import PERSONA, Client, FakeOpenAI
@@ -46,7 +46,7 @@ def metric(name: str, **labels: str) -> float:
 def llama() -> Iterator[LlamaCppEngine]:
     """One warm model for the module, as one process keeps one for its life."""
     settings = load_settings()
-    path = ensure_model(settings.model_cache_dir, settings.model_path, settings.model_sha256, settings.quant)
+    path = configured_model(settings)
     engine = LlamaCppEngine(path, context=settings.context, threads=settings.threads)
     warm_up(engine)
     yield engine
@@ -229,9 +229,7 @@ def test_an_interrupted_prime_leaves_a_cache_the_next_prime_completes(llama: Lla
 
 
 def test_a_reply_from_a_primed_prompt_is_the_reply_without(llama: LlamaCppEngine) -> None:
-    settings = load_settings()
-    path = ensure_model(settings.model_cache_dir, settings.model_path, settings.model_sha256, settings.quant)
-    greedy = LlamaCppEngine(path, temperature=0.0)
+    greedy = LlamaCppEngine(configured_model(load_settings()), temperature=0.0)
     try:
         messages = [PERSONA, ChatMessage("user", "Name three colours of the rainbow.")]
         plain = "".join(greedy.stream(messages, 24, threading.Event()))

@@ -19,10 +19,14 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from services.common.errors import StartupError
 from services.llm import stamps
 from services.llm.requantize import ORIGINAL, Quant, requantized
+
+if TYPE_CHECKING:
+    from services.llm.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +134,11 @@ def ensure_model(
     return requantized(bundled_model(cache_dir), MODEL_SHA256, quant)
 
 
+def configured_model(settings: Settings) -> Path:
+    """The GGUF file the settings name (LLM_MODEL_PATH, or the bundled one in LLM_QUANT), ready."""
+    return ensure_model(settings.model_cache_dir, settings.model_path, settings.model_sha256, settings.quant)
+
+
 def bundled_model(cache_dir: Path) -> Path:
     """The bundled Q4_K_M, joined from its packages once and verified."""
     dest = cache_dir.expanduser() / MODEL_FILE
@@ -151,9 +160,7 @@ if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = load_settings()
     try:
-        print(
-            ensure_model(settings.model_cache_dir, settings.model_path, settings.model_sha256, settings.quant)
-        )
+        print(configured_model(settings))
     except StartupError as error:
         print(f"llm: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -49,9 +49,9 @@ def build_engine(settings: Settings) -> ChatEngine:
             timeout=settings.openai_timeout,
         )
     from services.llm.llama_engine import LlamaCppEngine
-    from services.llm.model import ensure_model
+    from services.llm.model import configured_model
 
-    path = ensure_model(settings.model_cache_dir, settings.model_path, settings.model_sha256, settings.quant)
+    path = configured_model(settings)
     log.info("loading %s", path)
     return LlamaCppEngine(
         path,
