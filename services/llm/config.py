@@ -10,6 +10,7 @@ from pydantic_settings import SettingsConfigDict
 
 from services.common.config import ServiceSettings
 from services.common.persona import DEFAULT_SYSTEM_PROMPT
+from services.llm.chunker import CHUNK_MAX_WORDS, FIRST_CHUNK_WORDS
 
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "voice-agent" / "models"
 
@@ -51,12 +52,9 @@ class Settings(ServiceSettings):
     # Keep equal to TURNS_SYSTEM_PROMPT: the warm-up leaves this prefix in the KV cache.
     warmup_system_prompt: str = DEFAULT_SYSTEM_PROMPT
 
-    # Three: the first chunk comes ~80 ms sooner than with five (bench runs 20261124-120644
-    # and -121108: first token -> first chunk p50 203 / p90 239 ms against 281 / 403),
-    # and the replies have no longer silences for it (longest in a reply's first 3 s:
-    # p90 311 against 318 ms). The second chunk ends within four times as many words.
-    first_chunk_words: int = Field(default=3, ge=1)
-    chunk_max_words: int = Field(default=20, ge=1)
+    # services/llm/chunker.py says why three; the second chunk ends within four times as many.
+    first_chunk_words: int = Field(default=FIRST_CHUNK_WORDS, ge=1)
+    chunk_max_words: int = Field(default=CHUNK_MAX_WORDS, ge=1)
 
     # vLLM's default; the edge already uses 8080 (llama.cpp server's default).
     openai_base_url: str = "http://127.0.0.1:8000/v1"

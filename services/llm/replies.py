@@ -24,7 +24,7 @@ from prometheus_client import Counter
 from proto.messages import LlmDone, LlmPrime, LlmRequest, LlmToken, TextChunk
 from proto.subjects import LLM_STREAM, TTS_REQUEST, Channel
 from services.common import metrics, telemetry
-from services.llm.chunker import Chunker
+from services.llm.chunker import CHUNK_MAX_WORDS, FIRST_CHUNK_WORDS, Chunker
 from services.llm.engine import ChatEngine, EngineError, ThreadedStream
 from services.llm.primer import Primer, PrimingEngine
 
@@ -91,7 +91,12 @@ class _Progress:
 
 class Replier:
     def __init__(
-        self, engine: ChatEngine, out: Publisher, *, first_chunk_words: int = 3, chunk_max_words: int = 20
+        self,
+        engine: ChatEngine,
+        out: Publisher,
+        *,
+        first_chunk_words: int = FIRST_CHUNK_WORDS,
+        chunk_max_words: int = CHUNK_MAX_WORDS,
     ) -> None:
         self._engine = engine
         self._out = out
