@@ -97,14 +97,20 @@ async def _resumed(client: EdgeClient, turn: int, before: int, within: float) ->
         await asyncio.sleep(0.01)
 
 
+def _agent_text(client: EdgeClient, turn: int) -> tuple[str, bool]:
+    """Reply ``turn``'s text so far, and whether it is complete."""
+    deltas = [e for e in client.events if e["type"] == "agent_text" and e["turn_id"] == turn]
+    return "".join(e["text"] for e in deltas), any(e["final"] for e in deltas)
+
+
 async def _reply_reaches(client: EdgeClient, turn: int, words: int, within: float = 30.0) -> bool:
     """Whether reply ``turn`` grows to ``words`` words (False: it ended shorter)."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        deltas = [e for e in client.events if e["type"] == "agent_text" and e["turn_id"] == turn]
-        if len("".join(e["text"] for e in deltas).split()) >= words:
+        text, complete = _agent_text(client, turn)
+        if len(text.split()) >= words:
             return True
-        if any(e["final"] for e in deltas):
+        if complete:
             return False
         await asyncio.sleep(0.02)
     raise TimeoutError(f"reply {turn} neither reached {words} words nor ended in {within} s")
@@ -132,17 +138,17 @@ async def _not_cut_by(client: EdgeClient, turn: int, pcm: np.ndarray, what: str)
 
 
 async def test_talking_over_the_agent(agent_stack: StackProcess) -> None:
+    short: list[str] = []
     for _ in range(CALLS_FOR_A_STORY):
         async with greeted_call(agent_stack) as (client, watch, sid):
             story = await _speak_and_wait_for_reply(client, ASK_FOR_A_STORY, 0)
             if await _reply_reaches(client, story, LONG_STORY_WORDS):
                 await _talk_over(client, watch, sid, story)
                 return
-            told = "".join(
-                e["text"] for e in client.events if e["type"] == "agent_text" and e["turn_id"] == story
-            )
+            told, _ = _agent_text(client, story)
             print(f"\nthe story is too short for the scenario, calling again: {told!r}")
-    raise AssertionError(f"{CALLS_FOR_A_STORY} calls told stories under {LONG_STORY_WORDS} words")
+            short.append(told)
+    raise AssertionError(f"{CALLS_FOR_A_STORY} calls told stories under {LONG_STORY_WORDS} words: {short}")
 
 
 async def _talk_over(client: EdgeClient, watch: BusWatch, sid: str, story: int) -> None:
