@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import fractions
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import av
 import numpy as np
@@ -136,3 +139,40 @@ def test_a_doubtful_final_is_redone_the_stock_way_and_a_doubtful_partial_dropped
     assert (recognizer.last_doubt, stock) == ("loop", [samples.size])  # no second stock decode
     recognizer.transcribe(np.zeros(16000, dtype=np.float32))
     assert recognizer.last_doubt == ""  # each call starts afresh
+
+
+def wait_for(condition: Callable[[], object], within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_a_decode_that_yields_waits_for_the_urgent_lane_before_each_step(
+    recognizer: FasterWhisperRecognizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recognizer.trim_window = True
+    urgent_idle = threading.Event()  # the urgent lane is decoding a final
+    encoded: list[float] = []
+    encode = recognizer._model.encode
+
+    def encode_while_a_new_final_starts(features: np.ndarray) -> object:
+        encoded.append(time.monotonic())
+        urgent_idle.clear()  # the user paused again: the urgent lane is busy again
+        return encode(features)
+
+    monkeypatch.setattr(recognizer._model, "encode", encode_while_a_new_final_starts)
+    monkeypatch.setattr(recognizer, "yield_to", urgent_idle)
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(recognizer.transcribe, speech("0930"), interim=True)
+        time.sleep(0.5)  # the whole decode takes ~0.2 s alone
+        assert encoded == [] and not pending.done()
+        urgent_idle.set()
+        assert wait_for(lambda: encoded, within=5.0)
+        time.sleep(0.5)
+        assert not pending.done()  # encoded, and now generating waits
+        urgent_idle.set()
+        text = pending.result(timeout=10)
+    assert word_error_rate(UTTERANCES["0930"].text, text) <= 0.25, text

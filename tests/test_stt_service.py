@@ -267,6 +267,23 @@ async def alone_with(
         server.stop()
 
 
+async def test_the_partial_lane_yields_to_the_urgent_lane() -> None:
+    server = NatsServer().start()
+    try:
+        bus = await Bus.connect(server.url, "stt")
+        service = await start_with(bus, Settings(parallel_finals=True))
+        try:
+            partial, urgent = service.lanes
+            assert (partial.lane, urgent.lane) == ("partial", "urgent")
+            assert getattr(partial.recognizer, "yield_to", None) is urgent.idle
+            assert getattr(urgent.recognizer, "yield_to", None) is None
+        finally:
+            await service.stop()
+            await bus.close()
+    finally:
+        server.stop()
+
+
 async def test_a_failed_decode_is_counted_and_the_service_survives() -> None:
     # No partials: the failure must hit the final.
     async with alone_with(FailsFirst(), Settings(partial_interval_ms=60_000)) as (service, edge):

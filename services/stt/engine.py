@@ -7,6 +7,7 @@ worker thread, one decode at a time.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -45,6 +46,8 @@ LOOP_REPEATS = 4
 # in a 5 s window at 5 of 12 lengths and bitrates, never in a 10 s one (~120 ms), while
 # the stock redo took 460-730 ms and put the bench's speculative final at ~900 ms.
 WIDER_WINDOW = 2
+# The longest a decode waits for the urgent one it yields to (``yield_to``).
+YIELD_TIMEOUT_S = 2.0
 
 
 class SpeechRecognizer(Protocol):
@@ -109,12 +112,25 @@ class FasterWhisperRecognizer:
     set); a doubtful final (repetitive, improbable or looping) is decoded again
     in a window twice as wide, and if that is doubtful too the stock way, with
     faster-whisper's temperature fallback.
+
+    With ``yield_to`` (the partial lane's recognizer), each of the two heavy steps
+    (encoding, generating) first waits until that event is set, i.e. until the
+    final the other lane decodes is done: a partial still in flight when the user
+    pauses took half of the machine from the speculative final beside it, which
+    the reply waits for (+100-200 ms in 4 of 15 bench turns, run 20261124-122906).
+    The partial still comes, after the final: its words may confirm a barge-in.
     """
 
     name = "faster-whisper"
 
     def __init__(
-        self, model_path: Path, *, cpu_threads: int = 2, silence_rms: float = 0.003, trim_window: bool = True
+        self,
+        model_path: Path,
+        *,
+        cpu_threads: int = 2,
+        silence_rms: float = 0.003,
+        trim_window: bool = True,
+        yield_to: threading.Event | None = None,
     ) -> None:
         from faster_whisper import WhisperModel
         from faster_whisper.tokenizer import Tokenizer
@@ -122,6 +138,7 @@ class FasterWhisperRecognizer:
 
         self.silence_rms = silence_rms
         self.trim_window = trim_window
+        self.yield_to = yield_to
         # Why the last decode was doubtful ("" if it was not): a final is then redone
         # the stock way, at the cost of a 30 s window and maybe several temperatures.
         self.last_doubt = ""
@@ -189,8 +206,11 @@ class FasterWhisperRecognizer:
         window = min(WHISPER_WINDOW_S, seconds) * frames_per_s
         # Zeros past the clip, as faster-whisper pads its 30 s window.
         features = np.pad(features[:, :window], ((0, 0), (0, max(0, window - features.shape[-1]))))
+        self._wait_for_urgent()
+        encoded = self._model.encode(features)
+        self._wait_for_urgent()
         result = self._model.model.generate(
-            self._model.encode(features),
+            encoded,
             [self._prompt],
             beam_size=1,
             max_length=len(self._prompt) + max_new_tokens(samples),
@@ -212,6 +232,10 @@ class FasterWhisperRecognizer:
             return text, "loop"
         return text, ""
 
+    def _wait_for_urgent(self) -> None:
+        if self.yield_to is not None and not self.yield_to.wait(YIELD_TIMEOUT_S):
+            log.warning("an urgent decode took over %.1f s: decoding beside it", YIELD_TIMEOUT_S)
+
 
 def ends_in_loop(tokens: list[int]) -> bool:
     """The tokens end with one short unit said LOOP_REPEATS times over: a decoding loop."""
@@ -230,13 +254,17 @@ def max_new_tokens(samples: np.ndarray) -> int:
 
 
 def load_recognizer(
-    model_path: str, cpu_threads: int, silence_rms: float, trim_window: bool
+    model_path: str,
+    cpu_threads: int,
+    silence_rms: float,
+    trim_window: bool,
+    yield_to: threading.Event | None = None,
 ) -> FasterWhisperRecognizer:
     """Load and warm the default recognizer; blocking, run it in the worker thread."""
     path = resolve_model_path(model_path)
     started = time.perf_counter()
     recognizer = FasterWhisperRecognizer(
-        path, cpu_threads=cpu_threads, silence_rms=silence_rms, trim_window=trim_window
+        path, cpu_threads=cpu_threads, silence_rms=silence_rms, trim_window=trim_window, yield_to=yield_to
     )
     loaded = time.perf_counter() - started
     warm = recognizer.warm_up()

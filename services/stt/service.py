@@ -12,6 +12,7 @@ import contextlib
 import functools
 import logging
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -39,7 +40,7 @@ from services.common.probes import Readiness
 from services.common.runner import Graceful, Stop, main
 from services.stt.config import Settings
 from services.stt.engine import SAMPLE_RATE, SpeechRecognizer, load_recognizer
-from services.stt.lanes import DecodeLane
+from services.stt.lanes import DecodeLane, idle_event
 from services.stt.planner import DecodePlanner, Job, Lane, Outcome
 from services.stt.tracing import DecodeTraces
 
@@ -96,6 +97,10 @@ class SttService:
         for lane in self._lanes:
             lane.worker = asyncio.create_task(self._run(lane), name=f"stt-worker-{lane.lane}")
         await self._assignment.start()
+
+    @property
+    def lanes(self) -> tuple[DecodeLane, ...]:
+        return tuple(self._lanes)
 
     @property
     def healthy(self) -> bool:
@@ -226,10 +231,10 @@ class SttService:
             started = time.perf_counter()
             try:
                 loop = asyncio.get_running_loop()
-                text = await loop.run_in_executor(
-                    lane.executor,
-                    functools.partial(lane.recognizer.transcribe, job.samples, interim=job.kind == "partial"),
+                decode = functools.partial(
+                    lane.recognizer.transcribe, job.samples, interim=job.kind == "partial"
                 )
+                text = await loop.run_in_executor(lane.executor, lane.decoding(decode))
             except Exception as exc:
                 metrics.ENGINE_ERRORS.labels(SERVICE, self._engine).inc()
                 span.set_attribute("error.type", type(exc).__name__)
@@ -332,15 +337,16 @@ async def start_with(
 ) -> SttService:
     """Load and warm the recognizers (unless given), subscribe, start the workers.
     Given a ``recognizer`` (tests), a second lane runs only on ``urgent_recognizer``."""
-    if recognizer is None:
-        two = settings.parallel_finals
-        lanes = [await _loaded_lane(settings, "partial" if two else "any")]
-        if two:
-            try:
-                lanes.append(await _loaded_lane(settings, "urgent"))
-            except BaseException:
-                lanes[0].executor.shutdown(wait=False)
-                raise
+    if recognizer is None and settings.parallel_finals:
+        urgent_idle = idle_event()
+        lanes = [await _loaded_lane(settings, "partial", yield_to=urgent_idle)]
+        try:
+            lanes.append(await _loaded_lane(settings, "urgent", idle=urgent_idle))
+        except BaseException:
+            lanes[0].executor.shutdown(wait=False)
+            raise
+    elif recognizer is None:
+        lanes = [await _loaded_lane(settings, "any")]
     elif urgent_recognizer is None:
         lanes = [DecodeLane("any", recognizer)]
     else:
@@ -359,9 +365,16 @@ async def start_with(
     return service
 
 
-async def _loaded_lane(settings: Settings, lane: Lane) -> DecodeLane:
+async def _loaded_lane(
+    settings: Settings,
+    lane: Lane,
+    *,
+    yield_to: threading.Event | None = None,
+    idle: threading.Event | None = None,
+) -> DecodeLane:
     """A lane whose recognizer was loaded and warmed on the lane's own thread (the
-    event loop keeps answering /healthz meanwhile)."""
+    event loop keeps answering /healthz meanwhile); its recognizer waits for the
+    lane whose ``idle`` event is ``yield_to``."""
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"stt-decode-{lane}")
     try:
         recognizer = await asyncio.get_running_loop().run_in_executor(
@@ -371,11 +384,12 @@ async def _loaded_lane(settings: Settings, lane: Lane) -> DecodeLane:
             settings.cpu_threads,
             settings.silence_rms,
             settings.trim_window,
+            yield_to,
         )
     except BaseException:
         executor.shutdown(wait=False)
         raise
-    return DecodeLane(lane, recognizer, executor)
+    return DecodeLane(lane, recognizer, executor, idle=idle or idle_event())
 
 
 async def start(bus: Bus, readiness: Readiness) -> Stop:
