@@ -5,7 +5,7 @@ from __future__ import annotations
 import fractions
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import av
@@ -141,25 +141,16 @@ def test_a_doubtful_final_is_redone_the_stock_way_and_a_doubtful_partial_dropped
     assert recognizer.last_doubt == ""  # each call starts afresh
 
 
-def wait_for(condition: Callable[[], object], within: float) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return False
-
-
 def test_a_decode_that_yields_waits_for_the_urgent_lane_before_each_step(
     recognizer: FasterWhisperRecognizer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     recognizer.trim_window = True
     urgent_idle = threading.Event()  # the urgent lane is decoding a final
-    encoded: list[float] = []
+    encoding = threading.Event()
     encode = recognizer._model.encode
 
     def encode_while_a_new_final_starts(features: np.ndarray) -> object:
-        encoded.append(time.monotonic())
+        encoding.set()
         urgent_idle.clear()  # the user paused again: the urgent lane is busy again
         return encode(features)
 
@@ -168,9 +159,9 @@ def test_a_decode_that_yields_waits_for_the_urgent_lane_before_each_step(
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(recognizer.transcribe, speech("0930"), interim=True)
         time.sleep(0.5)  # the whole decode takes ~0.2 s alone
-        assert encoded == [] and not pending.done()
+        assert not encoding.is_set() and not pending.done()
         urgent_idle.set()
-        assert wait_for(lambda: encoded, within=5.0)
+        assert encoding.wait(5.0)
         time.sleep(0.5)
         assert not pending.done()  # encoded, and now generating waits
         urgent_idle.set()

@@ -23,7 +23,7 @@ from services.stt.planner import Lane
 T = TypeVar("T")
 
 
-def idle_event() -> threading.Event:
+def _idle_event() -> threading.Event:
     """An event for ``DecodeLane.idle``: set, as a lane starts idle."""
     event = threading.Event()
     event.set()
@@ -42,7 +42,7 @@ class DecodeLane:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     worker: asyncio.Task[None] | None = None
     # Set while the lane is not decoding: another lane's recognizer may wait on it.
-    idle: threading.Event = field(default_factory=idle_event)
+    idle: threading.Event = field(default_factory=_idle_event)
 
     def decoding(self, decode: Callable[[], T]) -> Callable[[], T]:
         """``decode``, marking the lane busy while it runs (on the lane's thread)."""

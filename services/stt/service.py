@@ -40,7 +40,7 @@ from services.common.probes import Readiness
 from services.common.runner import Graceful, Stop, main
 from services.stt.config import Settings
 from services.stt.engine import SAMPLE_RATE, SpeechRecognizer, load_recognizer
-from services.stt.lanes import DecodeLane, idle_event
+from services.stt.lanes import DecodeLane
 from services.stt.planner import DecodePlanner, Job, Lane, Outcome
 from services.stt.tracing import DecodeTraces
 
@@ -338,12 +338,11 @@ async def start_with(
     """Load and warm the recognizers (unless given), subscribe, start the workers.
     Given a ``recognizer`` (tests), a second lane runs only on ``urgent_recognizer``."""
     if recognizer is None and settings.parallel_finals:
-        urgent_idle = idle_event()
-        lanes = [await _loaded_lane(settings, "partial", yield_to=urgent_idle)]
+        urgent = await _loaded_lane(settings, "urgent")
         try:
-            lanes.append(await _loaded_lane(settings, "urgent", idle=urgent_idle))
+            lanes = [await _loaded_lane(settings, "partial", yield_to=urgent.idle), urgent]
         except BaseException:
-            lanes[0].executor.shutdown(wait=False)
+            urgent.executor.shutdown(wait=False)
             raise
     elif recognizer is None:
         lanes = [await _loaded_lane(settings, "any")]
@@ -366,11 +365,7 @@ async def start_with(
 
 
 async def _loaded_lane(
-    settings: Settings,
-    lane: Lane,
-    *,
-    yield_to: threading.Event | None = None,
-    idle: threading.Event | None = None,
+    settings: Settings, lane: Lane, *, yield_to: threading.Event | None = None
 ) -> DecodeLane:
     """A lane whose recognizer was loaded and warmed on the lane's own thread (the
     event loop keeps answering /healthz meanwhile); its recognizer waits for the
@@ -389,7 +384,7 @@ async def _loaded_lane(
     except BaseException:
         executor.shutdown(wait=False)
         raise
-    return DecodeLane(lane, recognizer, executor, idle=idle or idle_event())
+    return DecodeLane(lane, recognizer, executor)
 
 
 async def start(bus: Bus, readiness: Readiness) -> Stop:
