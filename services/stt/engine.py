@@ -118,7 +118,9 @@ class FasterWhisperRecognizer:
     final the other lane decodes is done: a partial still in flight when the user
     pauses took half of the machine from the speculative final beside it, which
     the reply waits for (+100-200 ms in 4 of 15 bench turns, run 20261124-122906).
-    The partial still comes, after the final: its words may confirm a barge-in.
+    The partial still comes, after the final (its words may confirm a barge-in), so
+    in one call its work moves beside the LLM's first token; across calls, finals go
+    before other sessions' partials.
     """
 
     name = "faster-whisper"
