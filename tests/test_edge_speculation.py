@@ -91,6 +91,25 @@ def test_a_stale_partial_can_lengthen_but_never_shorten_the_silence() -> None:
     assert endpointer.end_silence_ms() == 250
 
 
+def test_a_transcript_that_heard_less_than_the_last_one_is_ignored() -> None:
+    endpointer = Endpointer(ADAPTIVE)
+    speak(endpointer, [0.9] * 50)
+    endpointer.heard(1, "What time is it?", math.inf)  # the speculative final
+    # The partial in flight at the pause comes after it (stt decodes them on two lanes).
+    endpointer.heard(1, "What time", 0.8)
+    assert endpointer.end_silence_ms() == 250
+    (end,) = only(speak(endpointer, [0.0] * 30, start=50), Ended)
+    assert isinstance(end, Ended) and end.decided_at == pytest.approx(1.0 + 0.26)
+
+
+def test_an_older_partial_does_not_replace_a_newer_one() -> None:
+    endpointer = Endpointer(ADAPTIVE)
+    speak(endpointer, [0.9] * 50)
+    endpointer.heard(1, "I want it.", 1.0)
+    endpointer.heard(1, "I want to", 0.7)  # decoded from less audio, published later
+    assert endpointer.end_silence_ms() == 250
+
+
 def test_transcripts_of_another_generation_are_ignored() -> None:
     endpointer = Endpointer(ADAPTIVE)
     speak(endpointer, [0.9] * 20)

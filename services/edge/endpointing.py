@@ -126,9 +126,15 @@ class Endpointer:
         return self._while_idle(pcm, probability, at)
 
     def heard(self, turn_id: int, text: str, heard_until: float) -> None:
-        """The newest transcript of generation ``turn_id``, which heard the audio
-        up to ``heard_until`` (capture time; ``math.inf`` for a final)."""
-        if self.speaking and turn_id == self.turn_id:
+        """A transcript of generation ``turn_id``, which heard the audio up to
+        ``heard_until`` (capture time; ``math.inf`` for a final). One that heard
+        less than the transcript kept is ignored: stt's two lanes can publish the
+        partial that was in flight at the pause after the speculative final, and
+        its stale words ("What time") would lengthen the silence the final cut."""
+        if not self.speaking or turn_id != self.turn_id:
+            return
+        kept = self._transcript
+        if kept is None or heard_until >= kept.heard_until:
             self._transcript = _Transcript(text, heard_until)
 
     def end_silence_ms(self) -> int:
