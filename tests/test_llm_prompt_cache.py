@@ -22,9 +22,12 @@ def test_nothing_to_cut_when_the_prompt_only_grows_or_too_little_would_be_kept()
     assert dropped_block(cached, SYSTEM + NEW) is None
 
 
-def test_no_cut_that_would_leave_nothing_to_evaluate() -> None:
-    # The logits of the last prompt token must come from a fresh evaluation.
-    assert dropped_block(SYSTEM + OLD + KEPT, SYSTEM + KEPT) is None
+def test_the_block_is_found_when_all_the_rest_is_cached() -> None:
+    # A prime evaluated the same words before the history dropped its oldest message.
+    # (PromptCache.fit then evaluates the last token again, for fresh logits.) Refused,
+    # this cut left a spurious one to win: a run of MIN_KEPT tokens quoted earlier.
+    cached = SYSTEM + OLD + KEPT[:MIN_KEPT] + OLD + KEPT
+    assert dropped_block(cached, SYSTEM + KEPT) == (len(SYSTEM), len(OLD) + MIN_KEPT + len(OLD))
 
 
 def test_the_longest_surviving_run_wins() -> None:

@@ -41,8 +41,10 @@ def common_prefix(cached: list[int], tokens: list[int]) -> int:
 
 def dropped_block(cached: list[int], tokens: list[int]) -> tuple[int, int] | None:
     """``(start, length)`` of the block of ``cached`` whose removal makes ``tokens``
-    share the longest prefix with it, if at least MIN_KEPT more tokens then match
-    and ``tokens`` still has something of its own to evaluate after them."""
+    share the longest prefix with it, if at least MIN_KEPT more tokens then match.
+    The whole rest of ``tokens`` may match (a prime evaluated the same words before
+    the history dropped its oldest message): the cut is made, and ``fit`` leaves the
+    last token to evaluate."""
     start = common_prefix(cached, tokens)
     if start >= len(tokens):
         return None
@@ -53,7 +55,7 @@ def dropped_block(cached: list[int], tokens: list[int]) -> tuple[int, int] | Non
         if cached[resume] != first:
             continue
         kept = common_prefix(cached[resume:], tokens[start:])
-        if kept > best_kept and start + kept < len(tokens):
+        if kept > best_kept:
             best, best_kept = (start, resume - start), kept
     return best
 
@@ -96,7 +98,14 @@ class PromptCache:
         ctx.kv_cache_seq_shift(_SEQUENCE, start + length, end, -length)
         self._llm.input_ids[start : end - length] = cached[start + length :]
         self._llm.n_tokens = end - length
-        return length, common_prefix(self.cached(), tokens)
+        reused = common_prefix(self.cached(), tokens)
+        if reused == len(tokens):
+            # The logits in hand are those of the prompt's last token from before the
+            # cut, which still saw the dropped block: that token is evaluated again.
+            reused -= 1
+            ctx.kv_cache_seq_rm(_SEQUENCE, reused, -1)
+            self._llm.n_tokens = reused
+        return length, reused
 
     def prime(self, tokens: list[int], cancelled: threading.Event) -> int:
         """Evaluate ``tokens`` into the cache a slice at a time until done or
