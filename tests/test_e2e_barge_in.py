@@ -2,7 +2,7 @@
 
 `python -m stack`, a Python WebRTC client speaking real speech, and a Bus on the
 stack's NATS watching the services. One conversation asks for a long story, then
-over the agent's voice: a burst of noise and a "yeah, yeah" (neither may cut it),
+over the agent's voice: a burst of noise and an "okay, okay" (neither may cut it),
 then a real sentence (it must: the audio stops at the client, and the next
 request's history holds only what was played, marked interrupted). A second
 stack, whose greeting is uninterruptible, is talked over during the greeting.
@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from bench.barge_in import BACKCHANNEL
 from proto import messages as m
 from services.edge.ice import use_host_addresses
 from tests.bus_watch import BusWatch
@@ -156,7 +157,7 @@ async def _talk_over(client: EdgeClient, watch: BusWatch, sid: str, story: int) 
     interruption = {u.name.rsplit("-", 1)[-1]: u for u in librivox_utterances()}["0870"]
     await asyncio.sleep(1.0)
     await _not_cut_by(client, story, noise_burst(), "a burst of noise")
-    await _not_cut_by(client, story, synthesized("Yeah, yeah."), "a backchannel")
+    await _not_cut_by(client, story, synthesized(BACKCHANNEL), "a backchannel")
 
     spoken = client.say(interruption.pcm16())
     stopped = await client.wait_for_event(
