@@ -11,13 +11,25 @@ from tests.test_turns_conversation import CONFIG, GREETING, SYSTEM, assistant, p
 from tests.test_turns_speculation import SpeculativeScript, greeted
 
 
-def test_the_first_partial_and_the_pause_prime_the_prompt_the_request_will_have() -> None:
+def test_every_partial_primes_the_prompt_the_request_will_have() -> None:
     script = greeted()
     script.speech(1)
     (prime,) = published(script.partial(1, " What is the "), m.LlmPrime)
     assert prime.turn_id == 1 and prime.max_tokens == CONFIG.max_tokens
     assert prime.messages == [m.ChatMessage("system", SYSTEM), assistant(GREETING), user("What is the")]
-    # While the user speaks on, stt has the CPU: no prime per partial.
+    (prime,) = published(script.partial(1, "What is the capital of"), m.LlmPrime)
+    assert prime.messages[-1] == user("What is the capital of")
+    (request,) = published(script.speculative(1, "What is the capital of France?"), m.LlmRequest)
+    # The same prompt up to the user's last words: the llm's cache covers all but those.
+    assert request.messages[:-1] == prime.messages[:-1]
+
+
+def test_without_every_partial_the_first_partial_and_the_pause_prime() -> None:
+    script = greeted(dataclasses.replace(CONFIG, prime_every_partial=False))
+    script.speech(1)
+    (prime,) = published(script.partial(1, " What is the "), m.LlmPrime)
+    assert prime.messages[-1] == user("What is the")
+    # While the user speaks on: no prime per partial.
     assert published(script.partial(1, "What is the capital"), m.LlmPrime) == []
     (prime,) = published(script.paused(1), m.LlmPrime)
     assert prime.messages[-1] == user("What is the capital")

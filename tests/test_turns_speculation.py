@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from proto import messages as m
 from proto.subjects import LLM_STREAM, TRANSCRIPT
-from services.turns.conversation import Drop, Effect, Outcome
+from services.turns.conversation import ConversationConfig, Drop, Effect, Outcome
 from tests.test_turns_conversation import (
+    CONFIG,
     GREETING,
     SYSTEM,
     Script,
@@ -38,8 +39,8 @@ class SpeculativeScript(Script):
         return self.conversations.on_transcript(msg, self.now)
 
 
-def greeted() -> SpeculativeScript:
-    script = SpeculativeScript()
+def greeted(config: ConversationConfig = CONFIG) -> SpeculativeScript:
+    script = SpeculativeScript(config)
     script.start()
     script.playout_started(0)
     script.playout_finished(0, GREETING)

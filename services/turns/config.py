@@ -28,6 +28,7 @@ class Settings(ServiceSettings):
     reply_timeout_s: float = Field(default=20.0, gt=0)
     session_idle_timeout_s: float = Field(default=1800.0, gt=0)
     prime_llm: bool = True
+    prime_every_partial: bool = True
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -46,4 +47,5 @@ class Settings(ServiceSettings):
             reply_timeout_s=self.reply_timeout_s,
             session_idle_timeout_s=self.session_idle_timeout_s,
             prime_llm=self.prime_llm,
+            prime_every_partial=self.prime_every_partial,
         )

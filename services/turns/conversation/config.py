@@ -21,9 +21,12 @@ class ConversationConfig:
     # A session that hears nothing this long is forgotten, so a lost SessionEnded
     # (edge crash) does not leak its history.
     session_idle_timeout_s: float = 1800.0
-    # Send each partial transcript's prompt to the llm as an LlmPrime while the user
+    # Send partial transcripts' prompts to the llm as LlmPrimes while the user
     # speaks, so the request at the pause finds it evaluated already.
     prime_llm: bool = True
+    # Every partial; False: only a turn's first partial and those from the pause on
+    # (less llm work per session while the user speaks, more at the pause).
+    prime_every_partial: bool = True
 
     def __post_init__(self) -> None:
         if self.history_max_messages < 1:
