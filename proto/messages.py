@@ -128,10 +128,15 @@ class LlmPrime(_Msg, frozen=True):
     """The prompt of the request that will follow, as far as it is known while the
     user still speaks (the history and a partial transcript). The llm may evaluate
     it ahead into its prompt cache, so that request only pays for what changed.
-    A hint: nothing is published back, and dropping it loses nothing."""
+    A hint: nothing is published back, and dropping it loses nothing.
+
+    ``ahead`` (sent once the user has paused): the llm may also generate the reply
+    ahead, unpublished; a request with the same prompt then takes over that
+    generation instead of starting its own."""
 
     messages: list[ChatMessage]
     max_tokens: int = 150
+    ahead: bool = False
 
 
 class LlmToken(_Msg, frozen=True):

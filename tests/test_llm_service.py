@@ -21,7 +21,7 @@ import nats
 import pytest
 from prometheus_client import REGISTRY
 
-from proto.messages import ChatMessage, SessionEnded, TextChunk
+from proto.messages import ChatMessage, LlmDone, LlmPrime, LlmRequest, SessionEnded, TextChunk
 from proto.subjects import SESSION
 from services.common.bus import Bus
 from services.llm.chunker import speakable
@@ -29,8 +29,10 @@ from services.llm.config import load_settings
 from services.llm.engine import ChatEngine, warm_up
 from services.llm.llama_engine import LlamaCppEngine
 from services.llm.model import configured_model
+from services.llm.replies import Replier
 from services.llm.service import start_with
 from tests.support import NatsServer, free_port
+from tests.test_llm_priming import Outbox, until
 from tests.test_llm_support import PERSONA, Client, FakeOpenAI
 
 REPO = Path(__file__).resolve().parents[1]
@@ -272,6 +274,31 @@ def test_a_reply_from_a_primed_prompt_is_the_reply_without(llama: LlamaCppEngine
         greedy.close()
     assert evaluated == 0
     assert plain and primed == plain
+
+
+async def test_a_draft_held_mid_reply_and_adopted_is_the_reply_without() -> None:
+    greedy = LlamaCppEngine(configured_model(load_settings()), temperature=0.0)
+    messages = [PERSONA, ChatMessage("user", "Name three colours of the rainbow.")]
+    ids = {"session_id": "s1", "turn_id": 1, "seq": 0, "messages": messages, "max_tokens": 24}
+    adopted = metric("voice_agent_llm_drafts_total", service="llm", outcome="adopted")
+    try:
+        plain = "".join(greedy.stream(messages, 24, threading.Event()))
+        outbox = Outbox()
+        replier = Replier(greedy, outbox, draft_tokens=4)
+        replier.prime(LlmPrime(**ids, ahead=True))
+        await asyncio.sleep(1.0)  # the draft's four tokens, then it waits
+        assert outbox.sent == []
+        replier.submit(LlmRequest(**ids))
+        await until(lambda: any(isinstance(s, LlmDone) for s in outbox.sent), within=30)
+        replier.submit(LlmRequest(**{**ids, "turn_id": 2}))  # the adopting reply freed the model
+        await until(lambda: sum(isinstance(s, LlmDone) for s in outbox.sent) == 2, within=30)
+        await replier.close()
+    finally:
+        greedy.close()
+    first, second = [s for s in outbox.sent if isinstance(s, LlmDone)]
+    assert metric("voice_agent_llm_drafts_total", service="llm", outcome="adopted") == adopted + 1
+    assert plain and first.text == plain  # held between tokens and taken over: the same reply
+    assert second.text == plain
 
 
 async def test_cancel_mid_stream_stops_at_once(nats_server: NatsServer, llama: LlamaCppEngine) -> None:

@@ -79,3 +79,31 @@ def test_priming_can_be_turned_off_and_a_stale_partial_primes_nothing() -> None:
     script.final(1, "Hi there.")
     effects = script.partial(1, "Hi")  # late: the turn has its final already
     assert published(effects, m.LlmPrime) == [] and any(isinstance(e, Drop) for e in effects)
+
+
+def test_from_the_pause_on_primes_go_ahead_and_the_same_words_keep_the_primed_text() -> None:
+    script = greeted()
+    script.speech(1)
+    (prime,) = published(script.partial(1, "He was not"), m.LlmPrime)
+    assert not prime.ahead  # while the user speaks: only evaluate
+    (prime,) = published(script.paused(1), m.LlmPrime)
+    assert prime.ahead and prime.messages[-1] == user("He was not")  # the llm may draft its reply
+    # A later partial with the same words would only restart that draft.
+    assert published(script.partial(1, "He was not..."), m.LlmPrime) == []
+    (request,) = published(script.speculative(1, "he was NOT."), m.LlmRequest)
+    assert request.messages == prime.messages  # the draft's prompt: it is adopted
+    script.ended(1)
+    script.playout_started(1)
+    script.playout_finished(1, "Indeed.")
+    script.speech(2)
+    (next_prime,) = published(script.partial(2, "Why"), m.LlmPrime)
+    assert user("He was not") in next_prime.messages  # the history keeps the primed text
+
+
+def test_a_final_with_other_words_is_requested_as_heard() -> None:
+    script = greeted()
+    script.speech(1)
+    script.partial(1, "He was not an old spose")
+    script.paused(1)
+    (request,) = published(script.speculative(1, "He was not an old-sposed young man."), m.LlmRequest)
+    assert request.messages[-1] == user("He was not an old-sposed young man.")

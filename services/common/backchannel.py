@@ -57,9 +57,14 @@ _ANNOTATION = re.compile(r"\([^)]*\)|\[[^\]]*\]|\*[^*]*\*")
 _WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 
 
+def words(text: str) -> list[str]:
+    """The words of ``text``, lower-case, without punctuation or annotations."""
+    return _WORD.findall(_ANNOTATION.sub(" ", text.lower()))
+
+
 def content_words(text: str) -> list[str]:
     """The words of ``text`` that are not backchannel, annotations removed."""
-    spoken = f" {' '.join(_WORD.findall(_ANNOTATION.sub(' ', text.lower())))} "
+    spoken = f" {' '.join(words(text))} "
     for phrase in BACKCHANNEL_PHRASES:
         spoken = spoken.replace(f" {phrase} ", " ")
     return [word for word in spoken.split() if word not in BACKCHANNEL_WORDS and not _fragment(word)]

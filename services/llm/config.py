@@ -56,6 +56,11 @@ class Settings(ServiceSettings):
     # services/llm/chunker.py says why three; the second chunk ends within four times as many.
     first_chunk_words: int = Field(default=FIRST_CHUNK_WORDS, ge=1)
     chunk_max_words: int = Field(default=CHUNK_MAX_WORDS, ge=1)
+    # services/llm/draft.py: a reply generated ahead at the user's pause, this many
+    # tokens (0 = no drafts), waits this long for the request that adopts it (it
+    # comes ~0.2-0.4 s later).
+    draft_tokens: int = Field(default=1, ge=0)
+    draft_timeout_s: float = Field(default=2.0, gt=0)
 
     # vLLM's default; the edge already uses 8080 (llama.cpp server's default).
     openai_base_url: str = "http://127.0.0.1:8000/v1"

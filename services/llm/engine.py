@@ -66,11 +66,19 @@ class ThreadedStream:
 
     ``cancel()`` stops the iteration immediately (even mid-wait) and asks the
     engine to stop; ``finished`` completes when the worker thread has returned,
-    i.e. when the engine is free for the next request.
+    i.e. when the engine is free for the next request. With ``hold_after`` the
+    worker stops after that many pieces until ``release()``: the engine computes
+    nothing meanwhile.
     """
 
-    def __init__(self, engine: ChatEngine, messages: list[ChatMessage], max_tokens: int) -> None:
+    def __init__(
+        self, engine: ChatEngine, messages: list[ChatMessage], max_tokens: int, hold_after: int = 0
+    ) -> None:
         self.cancelled = threading.Event()
+        self._hold_after = hold_after
+        self._released = threading.Event()
+        if hold_after <= 0:
+            self._released.set()
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._engine = engine
@@ -84,19 +92,27 @@ class ThreadedStream:
     def _work(self) -> None:
         end = _End()
         try:
-            for piece in self._engine.stream(self._messages, self._max_tokens, self.cancelled):
+            pieces = self._engine.stream(self._messages, self._max_tokens, self.cancelled)
+            for count, piece in enumerate(pieces, 1):
                 if self.cancelled.is_set():
                     break
                 self._put(piece)
+                if count == self._hold_after:
+                    self._released.wait()
         except Exception as exc:  # reported to the reader, which owns error handling
             end = _End(exc)
         finally:
             self._put(end)
 
+    def release(self) -> None:
+        """Go on generating past ``hold_after``."""
+        self._released.set()
+
     def cancel(self) -> None:
         """Stop now: the reader sees no further piece. Call on the event loop."""
         if not self.cancelled.is_set():
             self.cancelled.set()
+            self._released.set()
             self._queue.put_nowait(_CANCELLED)
 
     def __aiter__(self) -> ThreadedStream:

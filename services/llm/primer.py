@@ -1,7 +1,7 @@
 """Evaluating a prompt ahead of its request, while the model has nothing else to do.
 
 turns sends an ``LlmPrime`` (the history and the user's words so far, from a partial
-transcript) at a turn's first partial and from the pause on. When the speculative
+transcript) at every partial (services/turns/conversation/session.py). When the speculative
 final comes, its request shares that prompt up to the last words, so the model
 starts generating almost at once instead of first evaluating the whole user message
 (8 tokens left to evaluate instead of 52 in tests/test_llm_service.py).

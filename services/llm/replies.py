@@ -7,6 +7,10 @@ Per session it remembers the newest turn and the newest cancelled turn, so a
 newer request supersedes an older one, a Cancel(N) stops turns <= N, and a
 request that arrives already stale is refused. A cancelled reply publishes
 nothing more for its turn except ``LlmDone(cancelled=True)``.
+
+Primes are hints the model takes when it is free (services/llm/primer.py); a
+prime with ``ahead`` starts a draft (services/llm/draft.py) that the request
+with the same prompt adopts.
 """
 
 from __future__ import annotations
@@ -21,10 +25,11 @@ import msgspec
 from opentelemetry import trace
 from prometheus_client import Counter
 
-from proto.messages import LlmDone, LlmPrime, LlmRequest, LlmToken, TextChunk
+from proto.messages import ChatMessage, LlmDone, LlmPrime, LlmRequest, LlmToken, TextChunk
 from proto.subjects import LLM_STREAM, TTS_REQUEST, Channel
 from services.common import metrics, telemetry
 from services.llm.chunker import CHUNK_MAX_WORDS, FIRST_CHUNK_WORDS, Chunker
+from services.llm.draft import DRAFTS, Draft
 from services.llm.engine import ChatEngine, EngineError, ThreadedStream
 from services.llm.primer import Primer, PrimingEngine
 
@@ -57,6 +62,8 @@ class _Reply:
         self.stopped = asyncio.Event()  # set by a cancel, before or during generation
         self.cancel_requested: float | None = None
         self.stream: ThreadedStream | None = None
+        self.draft: Draft | None = None  # generated ahead with this request's prompt
+        self.drafted = False  # the draft was adopted: its stream is this reply's
 
     @property
     def cancelled(self) -> bool:
@@ -97,13 +104,22 @@ class Replier:
         *,
         first_chunk_words: int = FIRST_CHUNK_WORDS,
         chunk_max_words: int = CHUNK_MAX_WORDS,
+        draft_tokens: int = 0,
+        draft_timeout_s: float = 2.0,
     ) -> None:
+        """``draft_tokens`` > 0: a prime with ``ahead`` starts a draft of that many
+        tokens (if the engine primes), dropped if no request adopts it within
+        ``draft_timeout_s``."""
         self._engine = engine
         self._out = out
         self._first_chunk_words = first_chunk_words
         self._chunk_max_words = chunk_max_words
         self._model = asyncio.Lock()  # one generation at a time through the model
         self._waiting = 0  # replies waiting for the model
+        self._replying = 0  # replies waiting for the model or generating
+        self._draft_tokens = draft_tokens
+        self._draft_timeout_s = draft_timeout_s
+        self._draft: Draft | None = None
         self._sessions: dict[str, _Session] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._primer: Primer | None = None
@@ -121,10 +137,15 @@ class Replier:
         if request.turn_id < session.newest_turn or request.turn_id <= session.cancelled_upto:
             return False
         session.newest_turn = request.turn_id
+        reply = _Reply(request)
+        draft, self._draft = self._draft, None
+        if draft is not None and draft.matches(request):
+            reply.draft = draft
+        elif draft is not None:
+            draft.drop()
         self._stop_priming()
         if session.current is not None:
             session.current.cancel()  # superseded by the newer request
-        reply = _Reply(request)
         session.current = reply
         task = asyncio.create_task(self._run(reply, session), name=f"llm {request.session_id}")
         self._tasks.add(task)
@@ -137,8 +158,22 @@ class Replier:
         session = self._session(prime.session_id)
         if prime.turn_id <= max(session.newest_turn, session.cancelled_upto):
             return False
-        if self._primer is not None:
+        self._drop_draft()  # newer words
+        if self._primer is None:
+            return True
+        if not (prime.ahead and self._draft_tokens > 0):
             self._primer.offer(prime)
+        elif self._replying:
+            DRAFTS.labels(SERVICE, "busy").inc()
+        else:
+            self._primer.stop()
+            self._draft = Draft(
+                prime,
+                lambda hold: self._stream(prime.messages, prime.max_tokens, hold),
+                self._model,
+                self._draft_timeout_s,
+                self._draft_tokens,
+            )
         return True
 
     def cancel(self, session_id: str, turn_id: int) -> None:
@@ -147,23 +182,42 @@ class Replier:
         session.cancelled_upto = max(session.cancelled_upto, turn_id)
         if session.current is not None and session.current.request.turn_id <= turn_id:
             session.current.cancel()
+        draft = self._draft
+        if draft is not None and draft.prime.session_id == session_id and draft.prime.turn_id <= turn_id:
+            self._drop_draft()
 
     def end_session(self, session_id: str) -> None:
         session = self._sessions.pop(session_id, None)
         if session is not None and session.current is not None:
             session.current.cancel()
+        if self._draft is not None and self._draft.prime.session_id == session_id:
+            self._drop_draft()
         metrics.ACTIVE_SESSIONS.labels(SERVICE).set(len(self._sessions))
 
     async def close(self) -> None:
         for session_id in list(self._sessions):
             self.end_session(session_id)
+        draft = self._draft
+        self._drop_draft()
+        if draft is not None:
+            await asyncio.gather(draft.task, return_exceptions=True)
         if self._primer is not None:
             await self._primer.close()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _stop_priming(self) -> None:
+        """A request wants the model: hints make way."""
+        self._drop_draft()
         if self._primer is not None:
             self._primer.stop()
+
+    def _drop_draft(self) -> None:
+        if self._draft is not None:
+            self._draft.drop()
+            self._draft = None
+
+    def _stream(self, messages: list[ChatMessage], max_tokens: int, hold_after: int = 0) -> ThreadedStream:
+        return ThreadedStream(self._engine, messages, max_tokens, hold_after)
 
     def _session(self, session_id: str) -> _Session:
         if session_id not in self._sessions:
@@ -172,10 +226,12 @@ class Replier:
         return self._sessions[session_id]
 
     async def _run(self, reply: _Reply, session: _Session) -> None:
+        self._replying += 1
         try:
-            if await self._acquire_model(reply):
+            drafted = await reply.draft.adopt() if reply.draft is not None else None
+            if drafted is not None or await self._acquire_model(reply):
                 try:
-                    await self._generate(reply)
+                    await self._generate(reply, drafted)
                 finally:
                     self._model.release()
             else:
@@ -183,6 +239,7 @@ class Replier:
         except Exception:  # a publish failed: log it, keep serving other requests
             log.exception("reply to %s turn %d failed", reply.request.session_id, reply.request.turn_id)
         finally:
+            self._replying -= 1
             if session.current is reply:
                 session.current = None
 
@@ -205,10 +262,11 @@ class Replier:
             acquire.cancel()  # asyncio.Lock hands the wake-up on to the next waiter
         return False
 
-    async def _generate(self, reply: _Reply) -> None:
+    async def _generate(self, reply: _Reply, drafted: ThreadedStream | None) -> None:
+        """Relay ``drafted`` (adopted from a draft) or a new generation."""
         request = reply.request
-        stream = ThreadedStream(self._engine, request.messages, request.max_tokens)
-        reply.stream = stream
+        stream = drafted or self._stream(request.messages, request.max_tokens)
+        reply.stream, reply.drafted = stream, drafted is not None
         if reply.cancelled:  # cancelled between getting the model and starting
             stream.cancel()
         try:
@@ -225,8 +283,12 @@ class Replier:
         progress = _Progress()
         # One span per generation, a child of the LlmRequest's delivery (this task
         # started in that handler); tokens, chunks and LlmDone are published inside it.
+        attributes = {
+            **self._span_attributes(reply.request),
+            "voice_agent.drafted": reply.drafted,
+        }
         with telemetry.tracer().start_as_current_span(
-            "llm generate", attributes=self._span_attributes(reply.request), record_exception=False
+            "llm generate", attributes=attributes, record_exception=False
         ) as span:
             try:
                 await self._relay(reply, stream, progress)

@@ -86,6 +86,8 @@ async def start_with(bus: Bus, settings: Settings, engine: ChatEngine | None = N
         NotingPublisher(bus, inflight),
         first_chunk_words=settings.first_chunk_words,
         chunk_max_words=settings.chunk_max_words,
+        draft_tokens=settings.draft_tokens,
+        draft_timeout_s=settings.draft_timeout_s,
     )
     metrics.QUEUE_DEPTH.labels("llm", "requests").set_function(lambda: replier.waiting)
     metrics.count_engine_errors_from("llm", engine.name)

@@ -13,7 +13,11 @@ cancelled the work): it never reaches the history nor a later request.
 Priming: every partial (or, without ``prime_every_partial``, the first partial of a
 turn, the newest partial at SpeechPaused and any partial after it) goes to the llm
 as an LlmPrime (the prompt the request will have), so the request at the pause
-finds most of its prompt evaluated.
+finds most of its prompt evaluated. Those from the pause on are sent ``ahead``:
+the llm may generate their reply before the request (services/llm/draft.py),
+which adopts it if its prompt is the same. So a speculative final with the same
+words as the partial primed ahead (case and punctuation aside) is requested
+with that partial's text.
 
 Backchannels: while a reply plays, a final that says nothing ("mhm", "yeah",
 "(coughs)": services.common.backchannel) is the user listening, not a turn; it
@@ -29,7 +33,7 @@ import msgspec
 
 from proto import messages as m
 from proto.subjects import CONTROL, LLM_REQUEST, LLM_STREAM, PLAYOUT, STATE, TTS_REQUEST, VAD, Channel
-from services.common.backchannel import says_nothing
+from services.common.backchannel import says_nothing, words
 from services.turns.conversation.config import ConversationConfig
 from services.turns.conversation.effects import Drop, Effect, Outcome, Publish, TurnClosed
 from services.turns.conversation.history import History
@@ -70,6 +74,7 @@ class Session:
         self._partial: tuple[int, str] | None = None
         self._primed = 0
         self._paused = 0
+        self._ahead: tuple[int, str] | None = None  # the newest prime sent ahead
         self._state: AgentStateName | None = None
         self._seq = 0
         self._out: list[Effect] = []
@@ -191,7 +196,7 @@ class Session:
         if msg.turn_id < self._user.started or msg.turn_id <= self._newest_reply:
             self._drop(channel, "stale")  # the user already went on, or a duplicate
             return
-        text = msg.text.strip()
+        text = self._as_primed(msg.turn_id, msg.text.strip())
         if not text or self._backchannel(text):
             return  # nothing said yet, or only "mhm" while the agent speaks
         self._supersede(now)
@@ -218,14 +223,30 @@ class Session:
         if not self._config.prime_llm or self._reply is not None:
             return
         self._primed = max(self._primed, turn_id)
+        ahead = turn_id == self._paused
+        if ahead and self._as_primed(turn_id, text) != text:
+            return  # the same words as the draft in progress: a new prompt would restart it
+        if ahead:
+            self._ahead = (turn_id, text)
         prime = m.LlmPrime(
             session_id=self.id,
             turn_id=turn_id,
             seq=0,
             messages=self._prompt([*self._history.messages(), m.ChatMessage("user", text)]),
             max_tokens=self._config.max_tokens,
+            ahead=ahead,
         )
         self._publish(LLM_REQUEST, prime)
+
+    def _as_primed(self, turn_id: int, text: str) -> str:
+        """``text``, or the text primed ahead for ``turn_id`` if it has the same words:
+        then the request has the draft's prompt and adopts it. The partial heard the
+        same words in a shorter clip; Whisper's punctuation and case differ more
+        often than its words ("He was not..." against "He was not")."""
+        said = words(text)
+        if said and self._ahead is not None and self._ahead[0] == turn_id and words(self._ahead[1]) == said:
+            return self._ahead[1]
+        return text
 
     def _backchannel(self, text: str) -> bool:
         """ "Mhm", "yeah" or a cough while the agent speaks is listening, not a turn:
