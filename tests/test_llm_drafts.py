@@ -144,3 +144,18 @@ async def test_without_drafts_a_prime_ahead_is_a_prime() -> None:
     await until(lambda: model.primed == ["what is"])
     await replier.close()
     assert model.streams == [] and outbox.sent == []
+
+
+async def test_another_sessions_words_leave_the_draft_alone() -> None:
+    model, outbox = EchoModel(), Outbox()
+    replier = Replier(model, outbox, draft_tokens=1)
+    replier.prime(ahead(1, "hello there"))
+    await until(lambda: model.computed == 1)
+    other = m.LlmPrime(session_id="s2", turn_id=1, seq=0, messages=[m.ChatMessage("user", "hi")], ahead=True)
+    replier.prime(other)  # its user is still speaking or paused later: this draft goes first
+    replier.prime(m.LlmPrime(session_id="s2", turn_id=2, seq=0, messages=[m.ChatMessage("user", "so")]))
+    assert replier.submit(request(1, "hello there"))
+    await until(lambda: done(outbox))
+    await replier.close()
+    assert model.streams == ["hello there"]
+    assert tokens(outbox) == "hello there "

@@ -158,13 +158,14 @@ class Replier:
         session = self._session(prime.session_id)
         if prime.turn_id <= max(session.newest_turn, session.cancelled_upto):
             return False
-        self._drop_draft()  # newer words
+        if self._draft is not None and self._draft.prime.session_id == prime.session_id:
+            self._drop_draft()  # newer words
         if self._primer is None:
             return True
         if not (prime.ahead and self._draft_tokens > 0):
-            self._primer.offer(prime)
-        elif self._replying:
-            DRAFTS.labels(SERVICE, "busy").inc()
+            self._primer.offer(prime)  # it runs once the model is free
+        elif self._replying or self._draft is not None:
+            DRAFTS.labels(SERVICE, "busy").inc()  # a reply or another session's draft has the model
         else:
             self._primer.stop()
             self._draft = Draft(
