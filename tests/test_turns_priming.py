@@ -89,6 +89,7 @@ def test_from_the_pause_on_primes_go_ahead_and_the_same_words_keep_the_primed_te
     (prime,) = published(script.paused(1), m.LlmPrime)
     assert prime.ahead and prime.messages[-1] == user("He was not")  # the llm may draft its reply
     # A later partial with the same words would only restart that draft.
+    assert published(script.partial(1, "He was not"), m.LlmPrime) == []
     assert published(script.partial(1, "He was not..."), m.LlmPrime) == []
     (request,) = published(script.speculative(1, "he was NOT."), m.LlmRequest)
     assert request.messages == prime.messages  # the draft's prompt: it is adopted

@@ -224,7 +224,7 @@ class Session:
             return
         self._primed = max(self._primed, turn_id)
         ahead = turn_id == self._paused
-        if ahead and self._as_primed(turn_id, text) != text:
+        if ahead and self._primed_ahead(turn_id, text):
             return  # the same words as the draft in progress: a new prompt would restart it
         if ahead:
             self._ahead = (turn_id, text)
@@ -243,10 +243,15 @@ class Session:
         then the request has the draft's prompt and adopts it. The partial heard the
         same words in a shorter clip; Whisper's punctuation and case differ more
         often than its words ("He was not..." against "He was not")."""
-        said = words(text)
-        if said and self._ahead is not None and self._ahead[0] == turn_id and words(self._ahead[1]) == said:
+        if self._ahead is not None and self._primed_ahead(turn_id, text):
             return self._ahead[1]
         return text
+
+    def _primed_ahead(self, turn_id: int, text: str) -> bool:
+        """``text`` says the words primed ahead for ``turn_id``."""
+        said = words(text)
+        ahead = self._ahead
+        return bool(said) and ahead is not None and ahead[0] == turn_id and words(ahead[1]) == said
 
     def _backchannel(self, text: str) -> bool:
         """ "Mhm", "yeah" or a cough while the agent speaks is listening, not a turn:
