@@ -15,8 +15,9 @@ On the 2-core machine the default is one: generating beside stt's final made
 that decode up to 1.5x slower (each token reads all the weights), and on the
 bench's speech the final differs from the partial in about half the turns
 (Whisper spells "ill-disposed" three ways), so a longer draft cost those turns
-as much as it saved the others. Where the llm has cores of its own, eight
-tokens hold the first chunk of three words, ready when the request comes.
+about as much as it saved the others (4 and 8 tokens: within the noise of 1 in
+docs/architecture.md's runs). Where the llm has cores of its own, eight tokens
+hold the first chunk of three words, ready when the request comes.
 
 The draft holds the model lock from the moment it starts; an adopting reply
 takes over the stream and the lock, and releases the lock when done.
