@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Protocol, TypedDict
@@ -158,8 +159,7 @@ class Replier:
         session = self._session(prime.session_id)
         if prime.turn_id <= max(session.newest_turn, session.cancelled_upto):
             return False
-        if self._draft is not None and self._draft.prime.session_id == prime.session_id:
-            self._drop_draft()  # newer words
+        self._drop_draft(prime.session_id)  # newer words
         if self._primer is None:
             return True
         if not (prime.ahead and self._draft_tokens > 0):
@@ -183,16 +183,13 @@ class Replier:
         session.cancelled_upto = max(session.cancelled_upto, turn_id)
         if session.current is not None and session.current.request.turn_id <= turn_id:
             session.current.cancel()
-        draft = self._draft
-        if draft is not None and draft.prime.session_id == session_id and draft.prime.turn_id <= turn_id:
-            self._drop_draft()
+        self._drop_draft(session_id, turn_id)
 
     def end_session(self, session_id: str) -> None:
         session = self._sessions.pop(session_id, None)
         if session is not None and session.current is not None:
             session.current.cancel()
-        if self._draft is not None and self._draft.prime.session_id == session_id:
-            self._drop_draft()
+        self._drop_draft(session_id)
         metrics.ACTIVE_SESSIONS.labels(SERVICE).set(len(self._sessions))
 
     async def close(self) -> None:
@@ -212,9 +209,13 @@ class Replier:
         if self._primer is not None:
             self._primer.stop()
 
-    def _drop_draft(self) -> None:
-        if self._draft is not None:
-            self._draft.drop()
+    def _drop_draft(self, session_id: str | None = None, upto_turn: float = math.inf) -> None:
+        """Drop the draft, if of ``session_id`` (any session if None) and turn <= ``upto_turn``."""
+        draft = self._draft
+        if draft is None or draft.prime.turn_id > upto_turn:
+            return
+        if session_id is None or draft.prime.session_id == session_id:
+            draft.drop()
             self._draft = None
 
     def _stream(self, messages: list[ChatMessage], max_tokens: int, hold_after: int = 0) -> ThreadedStream:
