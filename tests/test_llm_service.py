@@ -26,7 +26,7 @@ from proto.subjects import SESSION
 from services.common.bus import Bus
 from services.llm.chunker import speakable
 from services.llm.config import load_settings
-from services.llm.engine import ChatEngine, warm_up
+from services.llm.engine import ChatEngine, ThreadedStream, warm_up
 from services.llm.llama_engine import LlamaCppEngine
 from services.llm.model import configured_model
 from services.llm.replies import Replier
@@ -259,6 +259,24 @@ def test_an_interrupted_prime_leaves_a_cache_the_next_prime_completes(llama: Lla
     llama.interrupt_prime()  # no prime running: must not cut the reply short
     hello = [*messages[:1], ChatMessage("user", "Say hello.")]
     assert len(list(llama.stream(hello, 8, threading.Event()))) > 1
+
+
+async def test_a_stream_cancelled_mid_prompt_frees_the_model_at_once(llama: LlamaCppEngine) -> None:
+    facts = " ".join(f"Fact {i}: {i} follows {i - 1}." for i in range(1, 40))  # seconds to evaluate
+    messages = [PERSONA, ChatMessage("user", facts)]
+    llama._llm.reset()
+    stream = ThreadedStream(llama, messages, 8)
+    await asyncio.sleep(0.3)
+    stream.cancel()  # mid-prompt: llama.cpp aborts the batch (a dropped draft, a barge-in)
+    await asyncio.wait_for(stream.finished, 30)
+    assert llama._cache.cached() == []  # aborted, not evaluated to the end and then stopped
+    other = threading.Event()
+    hello = [PERSONA, ChatMessage("user", "Say hello.")]
+    pieces = []
+    for piece in llama.stream(hello, 8, other):
+        llama.interrupt(stream.cancelled)  # the old stream's cancel never cuts another short
+        pieces.append(piece)
+    assert len(pieces) > 1
 
 
 def test_a_reply_from_a_primed_prompt_is_the_reply_without(llama: LlamaCppEngine) -> None:

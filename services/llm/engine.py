@@ -3,7 +3,8 @@
 An engine is a blocking generator of text pieces: llama.cpp computes tokens
 on the calling thread, so the service runs ``stream`` in a worker thread and
 reads the pieces through an asyncio queue. Cancelling wakes the reader at
-once; the engine notices ``cancelled`` before its next token.
+once; the engine notices ``cancelled`` before its next token, or at once mid-token
+if it is an ``InterruptibleEngine``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from proto.messages import ChatMessage
 
@@ -30,6 +31,14 @@ class ChatEngine(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class InterruptibleEngine(Protocol):
+    def interrupt(self, cancelled: threading.Event) -> None:
+        """Stop now, mid-computation, the stream that ``cancelled`` belongs to (any
+        thread); a no-op if it is not the one computing."""
+        ...
 
 
 def warm_up(engine: ChatEngine, system_prompt: str = "") -> None:
@@ -112,6 +121,8 @@ class ThreadedStream:
         """Stop now: the reader sees no further piece. Call on the event loop."""
         if not self.cancelled.is_set():
             self.cancelled.set()
+            if isinstance(self._engine, InterruptibleEngine):
+                self._engine.interrupt(self.cancelled)
             self._released.set()
             self._queue.put_nowait(_CANCELLED)
 

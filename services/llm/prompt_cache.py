@@ -15,6 +15,8 @@ import ctypes
 import ctypes.util
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -69,17 +71,43 @@ class PromptCache:
         self._llm = llm
         memory = llm._ctx.memory  # no public handle: the library keeps it private
         self._can_shift = memory is not None and bool(llama_memory_can_shift(memory))
-        self._priming = False
+        # The cancel event of the evaluation that may be aborted now, and whether it
+        # is a prime's; None while nothing may be (a reply's, or a cut's first slice).
+        self._running: threading.Event | None = None
+        self._running_prime = False
         self._lock = threading.Lock()
         self._abort = _AbortFlag(llm)
         _route_llama_logs(self._abort)
 
-    def interrupt(self) -> None:
-        """Stop a prime now, mid-evaluation (from any thread); a no-op otherwise, so
-        it can never cut a reply's evaluation short."""
+    def interrupt(self, cancelled: threading.Event | None = None) -> None:
+        """Stop now, mid-evaluation (from any thread), the evaluation of ``cancelled``,
+        or with None a prime's; a no-op otherwise, so it can never cut another
+        evaluation short (a reply that followed a cancelled one on the model)."""
         with self._lock:
-            if self._priming:
+            running = self._running
+            if running is not None and (running is cancelled or (cancelled is None and self._running_prime)):
                 self._abort.raise_()
+
+    @contextmanager
+    def interruptible(self, cancelled: threading.Event, *, prime: bool = False) -> Iterator[None]:
+        """Within it, ``interrupt(cancelled)`` aborts the evaluation in progress; one
+        cancelled before it began is aborted at its first step. llama.cpp then keeps
+        nothing of the aborted batch (llama-cpp-python counts only what it finished)."""
+        with self._lock:
+            self._running, self._running_prime = cancelled, prime
+            if cancelled.is_set():
+                self._abort.raise_()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running = None
+                self._abort.lower()
+
+    @property
+    def aborted(self) -> bool:
+        """The evaluation in progress was interrupted (llama.cpp then raises)."""
+        return self._abort.raised
 
     def cached(self) -> list[int]:
         return [int(token) for token in self._llm.input_ids[: self._llm.n_tokens]]
@@ -118,9 +146,7 @@ class PromptCache:
             # evaluation; aborted halfway, a retry would turn some layers twice. So the
             # first slice after a cut cannot be interrupted.
             done = self._evaluate(tokens, done)
-        with self._lock:
-            self._priming = True
-        try:
+        with self.interruptible(cancelled, prime=True):
             while done < len(tokens) and not cancelled.is_set():
                 try:
                     done = self._evaluate(tokens, done)
@@ -128,10 +154,6 @@ class PromptCache:
                     if self._abort.raised:
                         break  # interrupted: llama.cpp dropped the slice from its cache
                     raise
-        finally:
-            with self._lock:
-                self._priming = False
-                self._abort.lower()
         return done - start
 
     def _evaluate(self, tokens: list[int], done: int) -> int:
