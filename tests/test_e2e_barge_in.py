@@ -242,7 +242,9 @@ async def test_an_uninterruptible_greeting_plays_to_its_end(
         print(f"\ngreeting of {greeting_s:.1f} s played for {played:.1f} s while the user spoke")
         assert stopped["interrupted"] is False
         assert words_of(stopped["heard_text"]) == words_of(LONG_GREETING)
-        assert played >= greeting_s - 0.5
+        # Timed between two events as the client received them: a fresh clone on a slower
+        # 2-core VM saw 8.4 s of an 8.9 s greeting. A cut at the user's words would show ~1.5 s.
+        assert played >= greeting_s - 1.0
         assert not [e for e in client.events if e["type"] == "interrupted"]
         # The user was heard all the same: the next reply answers what they said.
         await client.wait_for_event("transcript", within=40, where=lambda e: e["final"] and e["turn_id"] > 0)
