@@ -37,6 +37,8 @@ FIRST_PART_S = 3.0
 # Heard as ~0.6 s of silence: more than the 20 ms that start the speculation, less than
 # EDGE_ENDPOINT_SILENCE_INCOMPLETE_MS (900) that would end the turn there.
 PAUSE_S = 0.6
+# Calls until the speculative final of the first part reads as trailing off (see one_call).
+CALLS = 3
 
 
 def _user_text(request: m.LlmRequest) -> str:
@@ -95,19 +97,22 @@ def nothing_heard_before(client: EdgeClient, quiet_from: float, confirmed_at: fl
     return first_sound
 
 
-async def test_pause_then_more_speech_cancels_the_speculative_reply_unheard(
-    agent_stack: StackProcess,
-) -> None:
-    utterances = {u.name.rsplit("-", 1)[-1]: u for u in librivox_utterances()}
-    first = utterances["0920"].pcm16()[: int(FIRST_PART_S * 16000)]
-    second = utterances["0930"].pcm16()
-    print(f"\nfirst part alone reads: {_first_part_reads_incomplete(first)!r}")
-    before = {service: agent_stack.metrics(service) for service in ("edge", "turns")}
+async def one_call(agent_stack: StackProcess, first: np.ndarray, second: np.ndarray) -> bool:
+    """One call of the test; False (nothing asserted) if the edge rightly ended the turn
+    within the pause because the speculative final read complete."""
     async with greeted_call(agent_stack) as (client, watch, sid):
         quiet_from = time.time() + 0.3  # the greeting's last frames are on their way
         spoken = client.say(joined_with_pause(first, second, PAUSE_S))
         ended = await watch.wait_for(m.SpeechEnded, sid, within=40)
         turn = ended.turn_id
+        continuation = watch.all(m.SpeechStarted, sid, lambda x: x.turn_id == turn and x.continues > 0)
+        finals = watch.all(m.TranscriptFinal, sid, lambda f: f.turn_id == turn and f.speculative)
+        words = normalize_words(DEFAULT_TRAILING_WORDS)
+        if not continuation and any(reading(f.text, words) == "complete" for f in finals):
+            # Ended within the pause, rightly: the first part's speculative final read
+            # complete through Opus ("he might."). 2 of 3 fresh clones on a slower VM.
+            print(f"\nthe speculative final read complete, calling again: {[f.text for f in finals]}")
+            return False
         stopped = await client.wait_for_event(
             "agent_stopped_speaking", within=90, where=lambda e: e["turn_id"] == turn
         )
@@ -131,11 +136,28 @@ async def test_pause_then_more_speech_cancels_the_speculative_reply_unheard(
         voice_to_voice = (first_sound - spoken.ended_at) * 1000
         print(f"turn {turn}: {final.text!r} -> {reply!r}; voice to voice {voice_to_voice:.0f} ms, {figures}")
 
+    return True
+
+
+async def test_pause_then_more_speech_cancels_the_speculative_reply_unheard(
+    agent_stack: StackProcess,
+) -> None:
+    utterances = {u.name.rsplit("-", 1)[-1]: u for u in librivox_utterances()}
+    first = utterances["0920"].pcm16()[: int(FIRST_PART_S * 16000)]
+    second = utterances["0930"].pcm16()
+    print(f"\nfirst part alone reads: {_first_part_reads_incomplete(first)!r}")
+    before = {service: agent_stack.metrics(service) for service in ("edge", "turns")}
+    for _ in range(CALLS):
+        if await one_call(agent_stack, first, second):
+            break
+    else:
+        pytest.fail(f"the speculative final read complete in all {CALLS} calls")
+
     def grew(service: str, name: str, **labels: str) -> float:
         now = agent_stack.metrics(service)
         return metric_value(now, name, **labels) - metric_value(before[service], name, **labels)
 
     assert grew("edge", "voice_agent_speculations_total", outcome="discarded") >= 1
-    assert grew("edge", "voice_agent_speculations_total", outcome="confirmed") == 1
+    assert grew("edge", "voice_agent_speculations_total", outcome="confirmed") >= 1
     assert grew("turns", "voice_agent_turns_total", outcome="discarded") >= 1
     assert grew("turns", "voice_agent_turns_llm_requests_total", speculative="true") >= 1
