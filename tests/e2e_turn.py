@@ -31,7 +31,11 @@ async def say_and_wait_for_reply(client: EdgeClient, utterance: Utterance, withi
     spoken = client.say(samples)
     # The microphone plays it in real time; then its last frames reach the edge's VAD.
     await asyncio.sleep(samples.size / 16000 + 1.0)
+    # aiortc pulls the track late on a loaded machine (four calls over two replicas of
+    # every service on a slower 2-core VM had not sent the end a second after it was due).
+    await asyncio.wait_for(spoken.sent.wait(), max(0.0, deadline - time.monotonic()))
     assert spoken.ended_at is not None
+    await asyncio.sleep(max(0.0, spoken.ended_at + 1.0 - time.time()))
     turn = max(e["turn_id"] for e in client.events if e["type"] == "user_started_speaking")
     final = await client.wait_for_event(
         "transcript", within=deadline - time.monotonic(), where=lambda e: e["final"] and e["turn_id"] == turn

@@ -17,7 +17,7 @@ import json
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -48,6 +48,7 @@ class Spoken:
     samples: int
     started_at: float | None = None
     ended_at: float | None = None
+    sent: asyncio.Event = field(default_factory=asyncio.Event)  # set with ended_at
 
 
 class SpeechTrack(MediaStreamTrack):
@@ -91,6 +92,7 @@ class SpeechTrack(MediaStreamTrack):
             self._offset += take
             if self._offset >= samples.size:
                 spoken.ended_at = now + filled / OUT_RATE
+                spoken.sent.set()
                 self._queue.popleft()
                 self._offset = 0
         return out
