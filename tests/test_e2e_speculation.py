@@ -111,7 +111,7 @@ async def one_call(agent_stack: StackProcess, first: np.ndarray, second: np.ndar
         if not continuation and any(reading(f.text, words) != "incomplete" for f in finals):
             # Ended within the pause, rightly: the first part's speculative final did not
             # trail off through Opus ("he might." or "he might": 250 or 400 ms of silence
-            # end it). 2 of 3 fresh clones on a slower VM.
+            # end it). 3 of 3 fresh clones on a slower VM before this retry.
             print(f"\nthe speculative final did not trail off, calling again: {[f.text for f in finals]}")
             return False
         stopped = await client.wait_for_event(
