@@ -39,6 +39,7 @@ FIRST_PART_S = 3.0
 PAUSE_S = 0.6
 # Calls until the speculative final of the first part reads as trailing off (see one_call).
 CALLS = 3
+TRAILING_WORDS = normalize_words(DEFAULT_TRAILING_WORDS)
 
 
 def _user_text(request: m.LlmRequest) -> str:
@@ -48,7 +49,7 @@ def _user_text(request: m.LlmRequest) -> str:
 def _first_part_reads_incomplete(first: np.ndarray) -> str:
     """What stt's recognizer makes of the first part alone (a check on the test's material)."""
     text = load_recognizer("", 1, 0.003, True).transcribe(first.astype(np.float32) / 32768.0)
-    assert reading(text, normalize_words(DEFAULT_TRAILING_WORDS)) == "incomplete", text
+    assert reading(text, TRAILING_WORDS) == "incomplete", text
     return text
 
 
@@ -107,8 +108,7 @@ async def one_call(agent_stack: StackProcess, first: np.ndarray, second: np.ndar
         turn = ended.turn_id
         continuation = watch.all(m.SpeechStarted, sid, lambda x: x.turn_id == turn and x.continues > 0)
         finals = watch.all(m.TranscriptFinal, sid, lambda f: f.turn_id == turn and f.speculative)
-        words = normalize_words(DEFAULT_TRAILING_WORDS)
-        if not continuation and any(reading(f.text, words) != "incomplete" for f in finals):
+        if not continuation and any(reading(f.text, TRAILING_WORDS) != "incomplete" for f in finals):
             # Ended within the pause, rightly: the first part's speculative final did not
             # trail off through Opus ("he might." or "he might": 250 or 400 ms of silence
             # end it). 3 of 3 fresh clones on a slower VM before this retry.

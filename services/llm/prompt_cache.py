@@ -104,11 +104,6 @@ class PromptCache:
                 self._running = None
                 self._abort.lower()
 
-    @property
-    def aborted(self) -> bool:
-        """The evaluation in progress was interrupted (llama.cpp then raises)."""
-        return self._abort.raised
-
     def cached(self) -> list[int]:
         return [int(token) for token in self._llm.input_ids[: self._llm.n_tokens]]
 
