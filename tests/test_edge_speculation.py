@@ -18,6 +18,10 @@ WORDS = normalize_words(DEFAULT_TRAILING_WORDS)
 ADAPTIVE = EndpointConfig(
     silence_ms=400, silence_complete_ms=250, silence_incomplete_ms=900, speculate_after_ms=20
 )
+# One silence whatever the transcript: the pause's mechanics without its wait for the final.
+PAUSING = EndpointConfig(
+    silence_ms=400, silence_complete_ms=400, silence_incomplete_ms=400, speculate_after_ms=20
+)
 
 
 @pytest.mark.parametrize(
@@ -118,7 +122,7 @@ def test_transcripts_of_another_generation_are_ignored() -> None:
 
 
 def test_pause_at_the_first_silent_frame_then_confirm() -> None:
-    endpointer = Endpointer(ADAPTIVE)
+    endpointer = Endpointer(PAUSING)
     events = speak(endpointer, [0.0] * 20 + [0.9] * 30 + [0.0] * 25)
     (paused,) = only(events, Paused)
     assert isinstance(paused, Paused)
@@ -136,7 +140,7 @@ def test_pause_at_the_first_silent_frame_then_confirm() -> None:
 
 
 def test_speech_resumed_after_a_pause_continues_as_a_new_generation() -> None:
-    endpointer = Endpointer(ADAPTIVE)
+    endpointer = Endpointer(PAUSING)
     events = speak(endpointer, [0.9] * 30 + [0.0] * 10 + [0.9] * 20 + [0.0] * 25)
     starts = only(events, Started)
     assert [(s.turn_id, s.continues) for s in starts if isinstance(s, Started)] == [(1, 0), (2, 1)]
@@ -160,7 +164,7 @@ def test_speech_resumed_after_a_pause_continues_as_a_new_generation() -> None:
 
 
 def test_a_blip_in_a_pause_neither_resumes_nor_extends_it() -> None:
-    endpointer = Endpointer(ADAPTIVE)
+    endpointer = Endpointer(PAUSING)
     # 3 voiced frames (60 ms < min_speech_ms) in the middle of the pause
     events = speak(endpointer, [0.9] * 30 + [0.0] * 5 + [0.9] * 3 + [0.0] * 30)
     assert [s.turn_id for s in only(events, Started)] == [1]
@@ -179,6 +183,39 @@ def test_a_continued_generation_forgets_the_paused_ones_transcript() -> None:
     speak(endpointer, [0.9] * 5, start=33)
     assert endpointer.turn_id == 2
     assert endpointer.end_silence_ms() == 400  # "Yes." said nothing about what came after
+
+
+def test_while_paused_the_turn_waits_for_the_speculative_final() -> None:
+    endpointer = Endpointer(ADAPTIVE)
+    speak(endpointer, [0.9] * 50)
+    # 600 ms of silence and no final yet (a slow machine): the words may trail off.
+    assert only(speak(endpointer, [0.0] * 30, start=50), Ended) == []
+    endpointer.heard(1, "What time is it?", math.inf)  # it reads complete: 250 ms passed long ago
+    (end,) = only(speak(endpointer, [0.0], start=80), Ended)
+    assert isinstance(end, Ended) and end.decided_at == pytest.approx(1.0 + 0.62)
+
+
+def test_a_stale_partial_while_paused_does_not_end_the_wait_for_the_final() -> None:
+    endpointer = Endpointer(ADAPTIVE)
+    speak(endpointer, [0.9] * 50)
+    endpointer.heard(1, "Had he married.", 0.8)  # before the last words: it cannot shorten
+    speak(endpointer, [0.0] * 2, start=50)
+    assert endpointer.paused and endpointer.end_silence_ms() == 900
+    endpointer.heard(1, "Had he married a more amiable woman, he might...", math.inf)
+    assert endpointer.end_silence_ms() == 900  # the final trails off: the user may go on
+
+
+def test_without_a_final_a_paused_turn_ends_at_the_trailing_silence() -> None:
+    endpointer = Endpointer(ADAPTIVE)
+    events = speak(endpointer, [0.9] * 50 + [0.0] * 50)
+    (end,) = only(events, Ended)
+    assert isinstance(end, Ended) and end.decided_at == pytest.approx(1.0 + 0.9)
+
+
+def test_without_speculation_the_plain_silence_ends_a_turn_with_no_transcript() -> None:
+    config = EndpointConfig(silence_ms=400, silence_incomplete_ms=900, speculate_after_ms=0)
+    (end,) = only(speak(Endpointer(config), [0.9] * 50 + [0.0] * 30), Ended)
+    assert isinstance(end, Ended) and end.decided_at == pytest.approx(1.0 + 0.4)
 
 
 def test_no_speculation_when_disabled() -> None:

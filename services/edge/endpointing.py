@@ -143,15 +143,24 @@ class Endpointer:
         A transcript that heard every voiced frame decides alone. One that did
         not (a partial from before the last words) may only lengthen the wait:
         a stale "I want to" trails off, but a stale "I want." does not mean
-        the user stopped there.
+        the user stopped there. While paused for speculation, the wait without
+        such a transcript is the trailing-off one, until the speculative final
+        comes.
         """
         transcript = self._transcript
-        if transcript is None:
-            return self.config.silence_ms
-        adapted = self.config.silence_for(transcript.text)
-        if transcript.heard_until >= self._last_voiced_end - EPSILON:
-            return adapted
-        return max(adapted, self.config.silence_ms)
+        if transcript is not None and transcript.heard_until >= self._last_voiced_end - EPSILON:
+            return self.config.silence_for(transcript.text)
+        wait = self.config.silence_ms
+        if transcript is not None:
+            wait = max(self.config.silence_for(transcript.text), wait)
+        if self.paused:
+            # The speculative final is on its way and only its words can tell a user who
+            # trails off ("he might...") from one who is done. Until it comes, wait as
+            # for the former: no reply can start before that final anyway, so ending the
+            # turn sooner gains nothing, and on a slow machine (a final ~450 ms after the
+            # pause) it ended turns at the plain silence while the user meant to go on.
+            wait = max(wait, self.config.silence_incomplete_ms)
+        return wait
 
     def close(self, now: float) -> Ended | None:
         """End an utterance still open when the audio stops (session closed)."""
