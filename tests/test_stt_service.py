@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -277,6 +280,41 @@ async def test_the_partial_lane_yields_to_the_urgent_lane() -> None:
             assert (partial.lane, urgent.lane) == ("partial", "urgent")
             assert getattr(partial.recognizer, "yield_to", None) is urgent.idle
             assert getattr(urgent.recognizer, "yield_to", None) is None
+        finally:
+            await service.stop()
+            await bus.close()
+    finally:
+        server.stop()
+
+
+def _thread_nice_and_cpu() -> dict[str, tuple[int, int]]:
+    """Each thread of this process: (its nice, its CPU time in clock ticks)."""
+    threads = {}
+    for tid in os.listdir("/proc/self/task"):
+        with contextlib.suppress(FileNotFoundError):
+            with open(f"/proc/self/task/{tid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            threads[tid] = (int(fields[16]), int(fields[11]) + int(fields[12]))
+    return threads
+
+
+async def test_the_partial_lane_decodes_at_a_lower_priority() -> None:
+    """The thread that does a decode's work (CTranslate2's, started while loading)
+    runs STT_PARTIAL_NICE nicer on the partial lane, at the process's nice on the urgent one."""
+    server = NatsServer().start()
+    try:
+        bus = await Bus.connect(server.url, "stt")
+        service = await start_with(bus, Settings(parallel_finals=True, partial_nice=5))
+        try:
+            base = os.getpriority(os.PRIO_PROCESS, 0)
+            speech = librivox_utterances()[0].pcm16().astype(np.float32) / 32768.0
+            for lane, nice in zip(service.lanes, (min(19, base + 5), base), strict=True):
+                before = _thread_nice_and_cpu()
+                decode = functools.partial(lane.recognizer.transcribe, speech)
+                assert await asyncio.get_running_loop().run_in_executor(lane.executor, decode)
+                after = _thread_nice_and_cpu()
+                busiest = max(after, key=lambda tid: after[tid][1] - before.get(tid, (0, 0))[1])
+                assert after[busiest][0] == nice, (lane.lane, after[busiest], before.get(busiest))
         finally:
             await service.stop()
             await bus.close()

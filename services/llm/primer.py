@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from typing import Protocol, runtime_checkable
 from prometheus_client import Counter
 
 from proto.messages import ChatMessage, LlmPrime
-from services.common import metrics, telemetry
+from services.common import metrics, priority, telemetry
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +39,11 @@ PRIMES = Counter(
     ["service", "outcome"],
 )
 PRIMED_TOKENS = Counter(f"{metrics.PREFIX}_llm_primed_tokens", "Prompt tokens evaluated ahead", ["service"])
-LOWEST_PRIORITY = 19
 
 
 def _lower_priority() -> None:
-    """Make the calling thread the last to get a core (Linux: a thread's own nice)."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOWEST_PRIORITY)
-    except (AttributeError, OSError) as exc:  # not Linux: primes run at normal priority
-        log.info("priming runs at normal priority: %s", exc)
+    """Make the calling thread the last to get a core."""
+    priority.lower_this_thread(priority.LOWEST)
 
 
 @runtime_checkable

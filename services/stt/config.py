@@ -20,6 +20,11 @@ class Settings(ServiceSettings):
     # A second recognizer (~75 MB, one more thread) decodes the finals and the
     # speculative finals, so at a pause they do not wait for the partial in flight.
     parallel_finals: bool = True
+    # With parallel_finals, the partial lane's decodes run this much nicer than the
+    # finals' (Linux thread nice, inherited by CTranslate2's worker thread): a partial
+    # still in flight at a pause then takes a core from the speculative final only
+    # when one is free. 0 = the same priority.
+    partial_nice: int = Field(default=5, ge=0, le=19)
     # A partial is due after this much new utterance audio (audio time, not wall time).
     partial_interval_ms: int = Field(default=300, gt=0)
     # How long after SpeechEnded to wait for frames that have not arrived.

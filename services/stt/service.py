@@ -33,7 +33,7 @@ from proto.messages import (
     TranscriptPartial,
 )
 from proto.subjects import AUDIO_IN, SESSION, TRANSCRIPT, VAD, Channel
-from services.common import metrics, telemetry
+from services.common import metrics, priority, telemetry
 from services.common.assignment import AssignedSessions, Route
 from services.common.bus import Bus
 from services.common.probes import Readiness
@@ -340,7 +340,10 @@ async def start_with(
     if recognizer is None and settings.parallel_finals:
         urgent = await _loaded_lane(settings, "urgent")
         try:
-            lanes = [await _loaded_lane(settings, "partial", yield_to=urgent.idle), urgent]
+            partial = await _loaded_lane(
+                settings, "partial", yield_to=urgent.idle, nicer_by=settings.partial_nice
+            )
+            lanes = [partial, urgent]
         except BaseException:
             urgent.executor.shutdown(wait=False)
             raise
@@ -365,12 +368,17 @@ async def start_with(
 
 
 async def _loaded_lane(
-    settings: Settings, lane: Lane, *, yield_to: threading.Event | None = None
+    settings: Settings, lane: Lane, *, yield_to: threading.Event | None = None, nicer_by: int = 0
 ) -> DecodeLane:
     """A lane whose recognizer was loaded and warmed on the lane's own thread (the
     event loop keeps answering /healthz meanwhile); its recognizer waits for the
-    lane whose ``idle`` event is ``yield_to``."""
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"stt-decode-{lane}")
+    lane whose ``idle`` event is ``yield_to``. With ``nicer_by`` that thread, and the
+    engine threads it starts while loading, run at a lower priority."""
+    executor = ThreadPoolExecutor(
+        max_workers=1,
+        thread_name_prefix=f"stt-decode-{lane}",
+        initializer=functools.partial(priority.lower_this_thread, nicer_by) if nicer_by else None,
+    )
     try:
         recognizer = await asyncio.get_running_loop().run_in_executor(
             executor,
