@@ -167,3 +167,44 @@ def test_a_decode_that_yields_waits_for_the_urgent_lane_before_each_step(
         urgent_idle.set()
         text = pending.result(timeout=10)
     assert word_error_rate(UTTERANCES["0930"].text, text) <= 0.25, text
+
+
+def test_an_abandoned_interim_stops_at_its_next_step_and_a_final_does_not(
+    recognizer: FasterWhisperRecognizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recognizer.trim_window = True
+    urgent_idle, abandon = threading.Event(), threading.Event()
+    generated: list[bool] = []
+    whisper = recognizer._model.model
+
+    class CountingWhisper:
+        """CTranslate2's Whisper, counting the generate calls (its attributes are read-only)."""
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(whisper, name)
+
+        def generate(self, *args: object, **kwargs: object) -> object:
+            generated.append(True)
+            return whisper.generate(*args, **kwargs)
+
+    def encode_then_the_final_is_published(features: np.ndarray) -> object:
+        urgent_idle.clear()  # the urgent lane decodes the utterance's speculative final
+        return encode(features)
+
+    encode = recognizer._model.encode
+    monkeypatch.setattr(recognizer._model, "model", CountingWhisper())
+    monkeypatch.setattr(recognizer._model, "encode", encode_then_the_final_is_published)
+    monkeypatch.setattr(recognizer, "yield_to", urgent_idle)
+    monkeypatch.setattr(recognizer, "abandon", abandon)
+    urgent_idle.set()
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(recognizer.transcribe, speech("0930"), interim=True)
+        time.sleep(0.5)
+        assert not pending.done()  # encoded, waiting for the urgent lane
+        abandon.set()  # its transcript is out
+        urgent_idle.set()
+        assert pending.result(timeout=10) is None
+    assert generated == []
+    urgent_idle.set()
+    text = recognizer.transcribe(speech("0930"))  # abandon concerns interims only
+    assert word_error_rate(UTTERANCES["0930"].text, text or "") <= 0.25, text

@@ -1,4 +1,4 @@
-"""A decode lane marks itself busy while its decode runs, so another lane can yield to it."""
+"""A decode lane marks itself busy while it decodes and publishes, so another lane can yield to it."""
 
 from __future__ import annotations
 
@@ -12,20 +12,16 @@ class Recognizer:
         return ""
 
 
-def test_a_lane_is_busy_only_while_it_decodes() -> None:
+def test_a_lane_is_busy_only_within_its_block() -> None:
     lane = DecodeLane("urgent", Recognizer())
-    seen: list[bool] = []
     assert lane.idle.is_set()
-    assert lane.decoding(lambda: seen.append(lane.idle.is_set()) or "text")() == "text"
-    assert seen == [False] and lane.idle.is_set()
+    with lane.busy():
+        assert not lane.idle.is_set()
+    assert lane.idle.is_set()
 
 
 def test_a_failed_decode_leaves_the_lane_idle() -> None:
     lane = DecodeLane("urgent", Recognizer())
-
-    def fail() -> str:
+    with pytest.raises(RuntimeError), lane.busy():
         raise RuntimeError("decode failed")
-
-    with pytest.raises(RuntimeError):
-        lane.decoding(fail)()
     assert lane.idle.is_set()

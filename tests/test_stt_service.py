@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import os
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -280,6 +281,11 @@ async def test_the_partial_lane_yields_to_the_urgent_lane() -> None:
             assert (partial.lane, urgent.lane) == ("partial", "urgent")
             assert getattr(partial.recognizer, "yield_to", None) is urgent.idle
             assert getattr(urgent.recognizer, "yield_to", None) is None
+            assert (
+                partial.abandon is not None
+                and getattr(partial.recognizer, "abandon", None) is partial.abandon
+            )
+            assert urgent.abandon is None
         finally:
             await service.stop()
             await bus.close()
@@ -458,3 +464,48 @@ async def test_with_two_lanes_a_pause_is_decoded_while_a_partial_is_still_in_fli
         await asyncio.sleep(1.6)  # the partial finishes after the speculative final
         assert partials.calls == 1
         assert [m.text for _, m in edge.partials(1)] == [f"partial {300 * 16}"]
+
+
+class Gated:
+    """A partial lane's recognizer in two steps of ``step_s``, like FasterWhisperRecognizer:
+    before each it waits for the urgent lane, and an abandoned interim stops there."""
+
+    name = "gated"
+
+    def __init__(self, step_s: float) -> None:
+        self.step_s, self.calls, self.stopped = step_s, 0, 0
+        self.yield_to = threading.Event()
+        self.abandon = threading.Event()
+
+    def transcribe(self, samples: np.ndarray, *, interim: bool = False) -> str | None:
+        self.calls += 1
+        for _ in range(2):
+            self.yield_to.wait(5.0)
+            if interim and self.abandon.is_set():
+                self.stopped += 1
+                return None
+            time.sleep(self.step_s)
+        return f"partial {samples.size}"
+
+
+async def test_a_partial_in_flight_at_a_pause_stops_once_the_speculative_final_is_out() -> None:
+    gated, finals = Gated(0.6), Slow("final", 0.05)
+    before = metric("voice_agent_stt_partials_abandoned_total", service="stt")
+    async with alone_with(gated, Settings(partial_interval_ms=300), urgent=finals) as (service, edge):
+        partial_lane, urgent_lane = service.lanes
+        assert partial_lane.abandon is not None
+        gated.yield_to, gated.abandon = urgent_lane.idle, partial_lane.abandon
+        ids = edge._ids
+        clock = time.time()
+        await edge.bus.publish(VAD, SpeechStarted(**ids(1), at=clock))
+        tone = (np.sin(np.arange(8000) / 5) * 8000).astype(np.int16)
+        count = await send_frames(edge, 1, tone, clock, speed=1.0)  # a partial starts at 300 ms
+        await edge.bus.publish(
+            VAD, SpeechPaused(**ids(1), at=clock + 0.5, decided_at=time.time(), frame_count=count)
+        )
+        _, speculative = await edge.final(1, within=5.0)
+        assert speculative.speculative and speculative.text == "final 8000"
+        await eventually(lambda: gated.stopped == 1, within=3.0)  # at its second step
+        await asyncio.sleep(0.7)
+        assert gated.calls == 1 and edge.partials(1) == []  # its words were out already
+    assert metric("voice_agent_stt_partials_abandoned_total", service="stt") == before + 1

@@ -118,9 +118,11 @@ class FasterWhisperRecognizer:
     final the other lane decodes is done: a partial still in flight when the user
     pauses took half of the machine from the speculative final beside it, which
     the reply waits for (+100-200 ms in 4 of 15 bench turns, run 20261124-122906).
-    The partial still comes, after the final (its words may confirm a barge-in), so
-    in one call its work moves beside the LLM's first token; across calls, finals go
-    before other sessions' partials.
+    The partial still comes, after the final (its words may confirm a barge-in),
+    unless that final was published and ``abandon`` set meanwhile: its words are out
+    then, and generating them again ran beside the LLM's first token (a partial
+    gated at the pause: bench run 20261207-205314, turn 2, 478 ms of the reply's
+    first 486). Across calls, finals go before other sessions' partials.
     """
 
     name = "faster-whisper"
@@ -133,6 +135,7 @@ class FasterWhisperRecognizer:
         silence_rms: float = 0.003,
         trim_window: bool = True,
         yield_to: threading.Event | None = None,
+        abandon: threading.Event | None = None,
     ) -> None:
         from faster_whisper import WhisperModel
         from faster_whisper.tokenizer import Tokenizer
@@ -141,6 +144,9 @@ class FasterWhisperRecognizer:
         self.silence_rms = silence_rms
         self.trim_window = trim_window
         self.yield_to = yield_to
+        # Set (by the service) when an interim's words are already out in a newer transcript:
+        # the interim then stops at its next step instead of generating them again.
+        self.abandon = abandon
         # Why the last decode was doubtful ("" if it was not): a final is then redone
         # the stock way, at the cost of a 30 s window and maybe several temperatures.
         self.last_doubt = ""
@@ -171,13 +177,16 @@ class FasterWhisperRecognizer:
         self.last_doubt = ""
         if is_near_silence(samples, self.silence_rms):
             return ""
-        return self._decode(samples, interim=interim)
+        try:
+            return self._decode(samples, interim=interim)
+        except DecodeAbandoned:
+            return None
 
     def _decode(self, samples: np.ndarray, *, interim: bool = False) -> str | None:
         fits = samples.size < (WHISPER_WINDOW_S - WINDOW_TAIL_S) * SAMPLE_RATE
         if not (self.trim_window and fits):
             return self._decode_stock(samples)
-        text, self.last_doubt = self._decode_fitted(samples)
+        text, self.last_doubt = self._decode_fitted(samples, interim=interim)
         if not self.last_doubt:
             return text
         if interim:
@@ -198,7 +207,9 @@ class FasterWhisperRecognizer:
         # The segments are a lazy generator: the decoding happens here.
         return clean_text(" ".join(segment.text for segment in segments))
 
-    def _decode_fitted(self, samples: np.ndarray, widen: int = 1) -> tuple[str, str]:
+    def _decode_fitted(
+        self, samples: np.ndarray, widen: int = 1, *, interim: bool = False
+    ) -> tuple[str, str]:
         """(text, why it is doubtful or "") in a window fitted to the clip, ``widen`` times over."""
         from faster_whisper.transcribe import get_compression_ratio
 
@@ -208,9 +219,9 @@ class FasterWhisperRecognizer:
         window = min(WHISPER_WINDOW_S, seconds) * frames_per_s
         # Zeros past the clip, as faster-whisper pads its 30 s window.
         features = np.pad(features[:, :window], ((0, 0), (0, max(0, window - features.shape[-1]))))
-        self._wait_for_urgent()
+        self._wait_for_urgent(interim)
         encoded = self._model.encode(features)
-        self._wait_for_urgent()
+        self._wait_for_urgent(interim)
         result = self._model.model.generate(
             encoded,
             [self._prompt],
@@ -234,9 +245,15 @@ class FasterWhisperRecognizer:
             return text, "loop"
         return text, ""
 
-    def _wait_for_urgent(self) -> None:
+    def _wait_for_urgent(self, interim: bool) -> None:
         if self.yield_to is not None and not self.yield_to.wait(YIELD_TIMEOUT_S):
             log.warning("an urgent decode took over %.1f s: decoding beside it", YIELD_TIMEOUT_S)
+        if interim and self.abandon is not None and self.abandon.is_set():
+            raise DecodeAbandoned
+
+
+class DecodeAbandoned(Exception):
+    """An interim was abandoned between its steps (``FasterWhisperRecognizer.abandon``)."""
 
 
 def ends_in_loop(tokens: list[int]) -> bool:
@@ -261,12 +278,18 @@ def load_recognizer(
     silence_rms: float,
     trim_window: bool,
     yield_to: threading.Event | None = None,
+    abandon: threading.Event | None = None,
 ) -> FasterWhisperRecognizer:
     """Load and warm the default recognizer; blocking, run it in the worker thread."""
     path = resolve_model_path(model_path)
     started = time.perf_counter()
     recognizer = FasterWhisperRecognizer(
-        path, cpu_threads=cpu_threads, silence_rms=silence_rms, trim_window=trim_window, yield_to=yield_to
+        path,
+        cpu_threads=cpu_threads,
+        silence_rms=silence_rms,
+        trim_window=trim_window,
+        yield_to=yield_to,
+        abandon=abandon,
     )
     loaded = time.perf_counter() - started
     warm = recognizer.warm_up()

@@ -227,6 +227,10 @@ class DecodePlanner:
             self._running[lane] = job
         return job
 
+    def running(self, lane: Lane) -> Job | None:
+        """The decode ``lane`` runs now, if any."""
+        return self._running.get(lane)
+
     def finish(self, job: Job, text: str | None = None) -> None:
         """``job`` is over; ``text`` is its result (None if it failed)."""
         for lane, running in list(self._running.items()):

@@ -14,7 +14,6 @@ import logging
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -33,15 +32,15 @@ from proto.messages import (
     TranscriptPartial,
 )
 from proto.subjects import AUDIO_IN, SESSION, TRANSCRIPT, VAD, Channel
-from services.common import metrics, priority, telemetry
+from services.common import metrics, telemetry
 from services.common.assignment import AssignedSessions, Route
 from services.common.bus import Bus
 from services.common.probes import Readiness
 from services.common.runner import Graceful, Stop, main
 from services.stt.config import Settings
-from services.stt.engine import SAMPLE_RATE, SpeechRecognizer, load_recognizer
-from services.stt.lanes import DecodeLane
-from services.stt.planner import DecodePlanner, Job, Lane, Outcome
+from services.stt.engine import SAMPLE_RATE, SpeechRecognizer
+from services.stt.lanes import DecodeLane, load_lane
+from services.stt.planner import DecodePlanner, Job, Outcome
 from services.stt.tracing import DecodeTraces
 
 log = logging.getLogger(__name__)
@@ -58,6 +57,11 @@ DOUBTFUL = Counter(
     f"{metrics.PREFIX}_stt_doubtful_decodes",
     "Decodes the recognizer doubted, by the reason: a partial is dropped, a final redone in a wider window",
     ["service", "kind", "reason"],
+)
+ABANDONED = Counter(
+    f"{metrics.PREFIX}_stt_partials_abandoned",
+    "Partials stopped between their decode steps: a final or speculative final of the utterance was out",
+    ["service"],
 )
 FINAL_LATENCY = metrics.latency_histogram(
     "stt_final_latency", "SpeechEnded received -> TranscriptFinal published"
@@ -201,16 +205,34 @@ class SttService:
             await self._sleep(lane, self._planner.next_deadline(), now)
             return
         text: str | None = None
+        if job.kind == "partial" and lane.abandon is not None:
+            lane.abandon.clear()
         # Decode and publish in the turn's trace: the worker is outside every handler.
         token = otel_context.attach(self._traces.context_for(job))
         try:
-            text = await self._decode(job, lane)
-            await self._publish(job, text)
+            with lane.busy():
+                text = await self._decode(job, lane)
+                if await self._publish(job, text):
+                    self._abandon_partial_of(job)
         finally:
             otel_context.detach(token)
             self._traces.finished(job)
             self._planner.finish(job, text)
             self._wake_lanes()  # the other lane may have waited for this one's result
+
+    def _abandon_partial_of(self, job: Job) -> None:
+        """``job``'s transcript is out: a partial of the same utterance still decoding
+        would say nothing new, so it stops at its next step (one waiting for this
+        lane to be idle stops at once)."""
+        for lane in self._lanes:
+            running = self._planner.running(lane.lane)
+            if (
+                lane.abandon is not None
+                and running is not None
+                and running.kind == "partial"
+                and (running.session_id, running.turn_id) == (job.session_id, job.turn_id)
+            ):
+                lane.abandon.set()
 
     def _wake_lanes(self) -> None:
         for lane in self._lanes:
@@ -234,7 +256,7 @@ class SttService:
                 decode = functools.partial(
                     lane.recognizer.transcribe, job.samples, interim=job.kind == "partial"
                 )
-                text = await loop.run_in_executor(lane.executor, lane.decoding(decode))
+                text = await loop.run_in_executor(lane.executor, decode)
             except Exception as exc:
                 metrics.ENGINE_ERRORS.labels(SERVICE, self._engine).inc()
                 span.set_attribute("error.type", type(exc).__name__)
@@ -242,6 +264,10 @@ class SttService:
                 log.exception("%s decode failed (session %s turn %d)", job.kind, job.session_id, job.turn_id)
                 # The turn manager still needs to know the utterance is over.
                 return "" if job.kind == "final" else None
+            if text is None and lane.abandon is not None and lane.abandon.is_set():
+                ABANDONED.labels(SERVICE).inc()
+                span.set_attribute("voice_agent.stt.abandoned", True)
+                return None
             DECODE_SECONDS.labels(SERVICE, job.kind).observe(time.perf_counter() - started)
             if text is None and job.kind == "final":
                 text = ""  # only an interim may come back without text
@@ -261,18 +287,21 @@ class SttService:
             "voice_agent.engine": self._engine,
         }
 
-    async def _publish(self, job: Job, text: str | None) -> None:
+    async def _publish(self, job: Job, text: str | None) -> bool:
+        """Publish the job's transcript; True if it was a final or speculative final."""
         if text is None or not self._planner.is_open(job.session_id):
-            return  # failed partial, or the session ended meanwhile: nobody listens
+            return False  # failed partial, or the session ended meanwhile: nobody listens
         try:
             if job.kind == "final":
                 await self._publish_final(job, text)
-            elif job.kind == "speculative":
-                await self._publish_speculative(job, text)
-            elif text and self._planner.wants_partial(job):
+                return True
+            if job.kind == "speculative":
+                return await self._publish_speculative(job, text)
+            if text and self._planner.wants_partial(job):
                 await self._publish_partial(job, text)
         except Exception:
             log.exception("cannot publish %s transcript of session %s", job.kind, job.session_id)
+        return False
 
     async def _publish_partial(self, job: Job, text: str) -> None:
         sid = job.session_id
@@ -286,9 +315,9 @@ class SttService:
         await self._bus.publish(TRANSCRIPT, partial)
         PARTIALS.labels(SERVICE).inc()
 
-    async def _publish_speculative(self, job: Job, text: str) -> None:
+    async def _publish_speculative(self, job: Job, text: str) -> bool:
         if not self._planner.is_live(job):
-            return  # the user went on while we decoded: nobody may act on it
+            return False  # the user went on while we decoded: nobody may act on it
         sid = job.session_id
         final = TranscriptFinal(
             session_id=sid,
@@ -301,6 +330,7 @@ class SttService:
         )
         await self._bus.publish(TRANSCRIPT, final)
         SPECULATIVE.labels(SERVICE).inc()
+        return True
 
     async def _publish_final(self, job: Job, text: str) -> None:
         sid = job.session_id
@@ -338,21 +368,28 @@ async def start_with(
     """Load and warm the recognizers (unless given), subscribe, start the workers.
     Given a ``recognizer`` (tests), a second lane runs only on ``urgent_recognizer``."""
     if recognizer is None and settings.parallel_finals:
-        urgent = await _loaded_lane(settings, "urgent")
+        urgent = await load_lane(settings, "urgent")
         try:
-            partial = await _loaded_lane(
-                settings, "partial", yield_to=urgent.idle, nicer_by=settings.partial_nice
+            partial = await load_lane(
+                settings,
+                "partial",
+                yield_to=urgent.idle,
+                abandon=threading.Event(),
+                nicer_by=settings.partial_nice,
             )
             lanes = [partial, urgent]
         except BaseException:
             urgent.executor.shutdown(wait=False)
             raise
     elif recognizer is None:
-        lanes = [await _loaded_lane(settings, "any")]
+        lanes = [await load_lane(settings, "any")]
     elif urgent_recognizer is None:
         lanes = [DecodeLane("any", recognizer)]
     else:
-        lanes = [DecodeLane("partial", recognizer), DecodeLane("urgent", urgent_recognizer)]
+        lanes = [
+            DecodeLane("partial", recognizer, abandon=threading.Event()),
+            DecodeLane("urgent", urgent_recognizer),
+        ]
     planner = DecodePlanner(
         partial_interval_s=settings.partial_interval_ms / 1000,
         final_wait_s=settings.final_wait_ms / 1000,
@@ -365,34 +402,6 @@ async def start_with(
     metrics.QUEUE_DEPTH.labels(SERVICE, "decode").set_function(lambda: planner.pending(time.monotonic()))
     metrics.count_engine_errors_from(SERVICE, service.engine)
     return service
-
-
-async def _loaded_lane(
-    settings: Settings, lane: Lane, *, yield_to: threading.Event | None = None, nicer_by: int = 0
-) -> DecodeLane:
-    """A lane whose recognizer was loaded and warmed on the lane's own thread (the
-    event loop keeps answering /healthz meanwhile); its recognizer waits for the
-    lane whose ``idle`` event is ``yield_to``. With ``nicer_by`` that thread, and the
-    engine threads it starts while loading, run at a lower priority."""
-    executor = ThreadPoolExecutor(
-        max_workers=1,
-        thread_name_prefix=f"stt-decode-{lane}",
-        initializer=functools.partial(priority.lower_this_thread, nicer_by) if nicer_by else None,
-    )
-    try:
-        recognizer = await asyncio.get_running_loop().run_in_executor(
-            executor,
-            load_recognizer,
-            settings.model_path,
-            settings.cpu_threads,
-            settings.silence_rms,
-            settings.trim_window,
-            yield_to,
-        )
-    except BaseException:
-        executor.shutdown(wait=False)
-        raise
-    return DecodeLane(lane, recognizer, executor)
 
 
 async def start(bus: Bus, readiness: Readiness) -> Stop:
