@@ -446,17 +446,22 @@ class Slow:
         return f"{self.name} {samples.size}"
 
 
+async def tone_then_pause(edge: Edge) -> None:
+    """Turn 1: half a second of tone in real time (a partial starts at 300 ms), then SpeechPaused."""
+    ids = edge._ids
+    clock = time.time()
+    await edge.bus.publish(VAD, SpeechStarted(**ids(1), at=clock))
+    tone = (np.sin(np.arange(8000) / 5) * 8000).astype(np.int16)
+    count = await send_frames(edge, 1, tone, clock, speed=1.0)
+    await edge.bus.publish(
+        VAD, SpeechPaused(**ids(1), at=clock + 0.5, decided_at=time.time(), frame_count=count)
+    )
+
+
 async def test_with_two_lanes_a_pause_is_decoded_while_a_partial_is_still_in_flight() -> None:
     partials, finals = Slow("partial", 1.5), Slow("final", 0.05)
     async with alone_with(partials, Settings(partial_interval_ms=300), urgent=finals) as (_, edge):
-        ids = edge._ids
-        clock = time.time()
-        await edge.bus.publish(VAD, SpeechStarted(**ids(1), at=clock))
-        tone = (np.sin(np.arange(8000) / 5) * 8000).astype(np.int16)
-        count = await send_frames(edge, 1, tone, clock, speed=1.0)  # a partial starts at 300 ms
-        await edge.bus.publish(
-            VAD, SpeechPaused(**ids(1), at=clock + 0.5, decided_at=time.time(), frame_count=count)
-        )
+        await tone_then_pause(edge)
         paused_at = time.monotonic()
         got_at, speculative = await edge.final(1, within=5.0)
         assert speculative.speculative and speculative.text == "final 8000"
@@ -495,14 +500,7 @@ async def test_a_partial_in_flight_at_a_pause_stops_once_the_speculative_final_i
         partial_lane, urgent_lane = service.lanes
         assert partial_lane.abandon is not None
         gated.yield_to, gated.abandon = urgent_lane.idle, partial_lane.abandon
-        ids = edge._ids
-        clock = time.time()
-        await edge.bus.publish(VAD, SpeechStarted(**ids(1), at=clock))
-        tone = (np.sin(np.arange(8000) / 5) * 8000).astype(np.int16)
-        count = await send_frames(edge, 1, tone, clock, speed=1.0)  # a partial starts at 300 ms
-        await edge.bus.publish(
-            VAD, SpeechPaused(**ids(1), at=clock + 0.5, decided_at=time.time(), frame_count=count)
-        )
+        await tone_then_pause(edge)
         _, speculative = await edge.final(1, within=5.0)
         assert speculative.speculative and speculative.text == "final 8000"
         await eventually(lambda: gated.stopped == 1, within=3.0)  # at its second step
