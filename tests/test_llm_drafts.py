@@ -30,7 +30,7 @@ class EchoModel:
         self.primed.append(messages[-1].content)
         return 1
 
-    def interrupt_prime(self) -> None:
+    def interrupt(self, cancelled: threading.Event) -> None:
         pass
 
     def stream(

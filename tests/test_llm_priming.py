@@ -31,10 +31,12 @@ class PrimingModel:
         self.hold = threading.Event()
         self.primed: list[tuple[str, bool]] = []  # (last user words, cancelled)
         self.niceness: list[int] = []
-        self.interrupts = 0
+        self.prime_cancels: list[threading.Event] = []  # each prime's cancel event
+        self.interrupted: list[threading.Event] = []  # the cancel events interrupt was given
 
     def prime(self, messages: list[m.ChatMessage], max_tokens: int, cancelled: threading.Event) -> int:
         self.niceness.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        self.prime_cancels.append(cancelled)
         self.priming.set()
         while not (cancelled.is_set() or self.finish_priming.is_set()):
             time.sleep(0.002)
@@ -42,8 +44,8 @@ class PrimingModel:
         self.primed.append((messages[-1].content, cancelled.is_set()))
         return 3
 
-    def interrupt_prime(self) -> None:
-        self.interrupts += 1
+    def interrupt(self, cancelled: threading.Event) -> None:
+        self.interrupted.append(cancelled)
 
     def stream(
         self, messages: list[m.ChatMessage], max_tokens: int, cancelled: threading.Event
@@ -111,7 +113,7 @@ async def test_a_request_takes_the_model_from_a_running_prime() -> None:
     assert replier.submit(request(1))
     await until(lambda: done(outbox))
     assert model.primed == [("What is", True)]  # stopped, not finished
-    assert model.interrupts >= 1  # mid-evaluation, not at the end of a slice
+    assert model.prime_cancels[0] in model.interrupted  # mid-evaluation, not at the end of a slice
     assert not replier.prime(prime(1, "What is the"))  # its turn has its request: stale
     await replier.close()
     assert [d.text for d in done(outbox)] == ["Hi."]

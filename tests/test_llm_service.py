@@ -247,16 +247,17 @@ def test_an_interrupted_prime_leaves_a_cache_the_next_prime_completes(llama: Lla
     messages = [PERSONA, ChatMessage("user", facts)]
     llama._llm.reset()
     result: list[int] = []
-    worker = threading.Thread(target=lambda: result.append(llama.prime(messages, 150, threading.Event())))
+    cancelled = threading.Event()
+    worker = threading.Thread(target=lambda: result.append(llama.prime(messages, 150, cancelled)))
     worker.start()
     time.sleep(0.3)
-    llama.interrupt_prime()  # mid-slice: llama.cpp aborts the evaluation and drops it
+    llama.interrupt(cancelled)  # mid-slice: llama.cpp aborts the evaluation and drops it
     worker.join(timeout=30)
     rest = llama.prime(messages, 150, threading.Event())
     total = len(llama._cache.cached())
     print(f"\ninterrupted after {result[0]} of {total} prompt tokens; the next prime evaluated {rest}")
     assert 0 < result[0] < total and result[0] + rest == total
-    llama.interrupt_prime()  # no prime running: must not cut the reply short
+    llama.interrupt(cancelled)  # that prime is over: must not cut the reply short
     hello = [*messages[:1], ChatMessage("user", "Say hello.")]
     assert len(list(llama.stream(hello, 8, threading.Event()))) > 1
 

@@ -117,12 +117,9 @@ class LlamaCppEngine:
         until done or ``cancelled``; returns how many tokens were evaluated."""
         return self._cache.prime(self._prompt(messages, self._limit(max_tokens)), cancelled)
 
-    def interrupt_prime(self) -> None:
-        """Stop a prime in progress at once (any thread): a request wants the model."""
-        self._cache.interrupt()
-
     def interrupt(self, cancelled: threading.Event) -> None:
-        """Stop the evaluation of the stream that ``cancelled`` cancels at once (any thread)."""
+        """Stop at once (any thread) the evaluation of the prime or stream that
+        ``cancelled`` cancels: a request wants the model, or the reply is void."""
         self._cache.interrupt(cancelled)
 
     def close(self) -> None:

@@ -8,7 +8,7 @@ starts generating almost at once instead of first evaluating the whole user mess
 
 A prime is a hint and never delays a reply: only the newest one waits, it runs
 only when no reply holds or waits for the model, and a request that arrives
-stops it at once, mid-evaluation (``LlamaCppEngine.interrupt_prime``). It runs on a
+stops it at once, mid-evaluation (``LlamaCppEngine.interrupt``). It runs on a
 thread of its own at the lowest CPU priority (nice 19): the user is still
 speaking or has just paused, and stt's decode, the edge (and a browser on the
 same machine) must not wait for a guess.
@@ -52,8 +52,9 @@ class PrimingEngine(Protocol):
         """Evaluate the prompt into the engine's cache; the tokens evaluated."""
         ...
 
-    def interrupt_prime(self) -> None:
-        """Stop the evaluation in progress at once (called from the event loop)."""
+    def interrupt(self, cancelled: threading.Event) -> None:
+        """Stop at once the prime that ``cancelled`` belongs to, mid-evaluation
+        (called from the event loop); a no-op if it is not the one evaluating."""
         ...
 
 
@@ -84,7 +85,7 @@ class Primer:
         if self._running is not None:
             self._running.set()
             # At nice 19 the slice in progress could take long to finish: stop it now.
-            self._engine.interrupt_prime()
+            self._engine.interrupt(self._running)
 
     async def close(self) -> None:
         self.stop()

@@ -71,30 +71,28 @@ class PromptCache:
         self._llm = llm
         memory = llm._ctx.memory  # no public handle: the library keeps it private
         self._can_shift = memory is not None and bool(llama_memory_can_shift(memory))
-        # The cancel event of the evaluation that may be aborted now, and whether it
-        # is a prime's; None while nothing may be (a reply's, or a cut's first slice).
+        # The cancel event of the evaluation that may be aborted now; None while
+        # nothing may be (a cut's first slice, or no evaluation at all).
         self._running: threading.Event | None = None
-        self._running_prime = False
         self._lock = threading.Lock()
         self._abort = _AbortFlag(llm)
         _route_llama_logs(self._abort)
 
-    def interrupt(self, cancelled: threading.Event | None = None) -> None:
-        """Stop now, mid-evaluation (from any thread), the evaluation of ``cancelled``,
-        or with None a prime's; a no-op otherwise, so it can never cut another
-        evaluation short (a reply that followed a cancelled one on the model)."""
+    def interrupt(self, cancelled: threading.Event) -> None:
+        """Stop now, mid-evaluation (from any thread), the evaluation of ``cancelled``
+        (a prime's or a reply's); a no-op otherwise, so it can never cut another
+        evaluation short (one that followed the cancelled one on the model)."""
         with self._lock:
-            running = self._running
-            if running is not None and (running is cancelled or (cancelled is None and self._running_prime)):
+            if self._running is not None and self._running is cancelled:
                 self._abort.raise_()
 
     @contextmanager
-    def interruptible(self, cancelled: threading.Event, *, prime: bool = False) -> Iterator[None]:
+    def interruptible(self, cancelled: threading.Event) -> Iterator[None]:
         """Within it, ``interrupt(cancelled)`` aborts the evaluation in progress; one
         cancelled before it began is aborted at its first step. llama.cpp then keeps
         nothing of the aborted batch (llama-cpp-python counts only what it finished)."""
         with self._lock:
-            self._running, self._running_prime = cancelled, prime
+            self._running = cancelled
             if cancelled.is_set():
                 self._abort.raise_()
         try:
@@ -141,7 +139,7 @@ class PromptCache:
             # evaluation; aborted halfway, a retry would turn some layers twice. So the
             # first slice after a cut cannot be interrupted.
             done = self._evaluate(tokens, done)
-        with self.interruptible(cancelled, prime=True):
+        with self.interruptible(cancelled):
             while done < len(tokens) and not cancelled.is_set():
                 try:
                     done = self._evaluate(tokens, done)
