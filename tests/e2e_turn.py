@@ -29,10 +29,10 @@ async def say_and_wait_for_reply(client: EdgeClient, utterance: Utterance, withi
     deadline = time.monotonic() + within
     samples = utterance.pcm16()
     spoken = client.say(samples)
-    # The microphone plays it in real time; then its last frames reach the edge's VAD.
-    await asyncio.sleep(samples.size / 16000 + 1.0)
-    # aiortc pulls the track late on a loaded machine (four calls over two replicas of
-    # every service on a slower 2-core VM had not sent the end a second after it was due).
+    # The microphone plays it in real time, and aiortc pulls the track late on a loaded
+    # machine (four calls over two replicas of every service on a slower 2-core VM had
+    # not sent the end a second after it was due); a second after the end was sent, its
+    # last frames have reached the edge's VAD.
     await asyncio.wait_for(spoken.sent.wait(), max(0.0, deadline - time.monotonic()))
     assert spoken.ended_at is not None
     await asyncio.sleep(max(0.0, spoken.ended_at + 1.0 - time.time()))

@@ -45,7 +45,7 @@ SECOND_PART = "the mountains next summer."
 # ~0.45-0.6 s the speculative final takes on a slow 2-core VM, less than
 # EDGE_ENDPOINT_SILENCE_INCOMPLETE_MS (900) that would end the turn there.
 PAUSE_S = 0.7
-# Calls until the edge holds the first part's turn open through the pause (see one_call).
+# Calls until one has a speculative reply to cancel (see one_call).
 CALLS = 3
 TRAILING_WORDS = normalize_words(DEFAULT_TRAILING_WORDS)
 
@@ -164,7 +164,7 @@ async def test_pause_then_more_speech_cancels_the_speculative_reply_unheard(
         if await one_call(agent_stack, first, second):
             break
     else:
-        pytest.fail(f"the first part ended within the pause in all {CALLS} calls")
+        pytest.fail(f"no speculative reply to cancel in any of {CALLS} calls (the reasons above)")
 
     def grew(service: str, name: str, **labels: str) -> float:
         now = agent_stack.metrics(service)

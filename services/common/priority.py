@@ -12,14 +12,11 @@ log = logging.getLogger(__name__)
 LOWEST = 19
 
 
-def lower_this_thread(by: int) -> int | None:
-    """Raise the calling thread's nice by ``by`` (capped at 19); the new nice, or None
-    where a thread's nice cannot be set (the thread then keeps the process's)."""
+def lower_this_thread(by: int) -> None:
+    """Raise the calling thread's nice by ``by`` (capped at 19); where a thread's nice
+    cannot be set, the thread keeps the process's."""
     try:
         tid = threading.get_native_id()
-        nice = min(LOWEST, os.getpriority(os.PRIO_PROCESS, tid) + by)
-        os.setpriority(os.PRIO_PROCESS, tid, nice)
+        os.setpriority(os.PRIO_PROCESS, tid, min(LOWEST, os.getpriority(os.PRIO_PROCESS, tid) + by))
     except (AttributeError, OSError) as exc:
         log.info("thread %s keeps the process's priority: %s", threading.current_thread().name, exc)
-        return None
-    return nice
