@@ -295,6 +295,32 @@ def test_a_reply_from_a_primed_prompt_is_the_reply_without(llama: LlamaCppEngine
     assert plain and primed == plain
 
 
+def llama_threads(engine: LlamaCppEngine) -> tuple[int, int]:
+    from llama_cpp import llama_n_threads, llama_n_threads_batch
+
+    ctx = engine._llm.ctx
+    return llama_n_threads(ctx), llama_n_threads_batch(ctx)
+
+
+def test_a_hurried_stream_evaluates_its_prompt_on_more_threads() -> None:
+    engine = LlamaCppEngine(
+        configured_model(load_settings()), threads=1, threads_batch=1, urgent_threads_batch=2
+    )
+    try:
+        messages = [PERSONA, ChatMessage("user", "Name three colours of the rainbow.")]
+        hurried, other = threading.Event(), threading.Event()
+        engine.hurry(hurried)
+        seen = [llama_threads(engine) for _ in engine.stream(messages, 4, hurried)]
+        primed = engine.prime([PERSONA, ChatMessage("user", "Name three fruits.")], 4, other)
+        after_prime = llama_threads(engine)
+        plain = [llama_threads(engine) for _ in engine.stream(messages, 4, other)]
+    finally:
+        engine.close()
+    assert seen and set(seen) == {(1, 2)}  # its prompt on two threads, its tokens on one
+    assert primed > 0 and after_prime == (1, 1)  # only the hurried stream's evaluation
+    assert plain and set(plain) == {(1, 1)}
+
+
 async def test_a_draft_held_mid_reply_and_adopted_is_the_reply_without() -> None:
     greedy = LlamaCppEngine(configured_model(load_settings()), temperature=0.0)
     messages = [PERSONA, ChatMessage("user", "Name three colours of the rainbow.")]

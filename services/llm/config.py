@@ -44,6 +44,10 @@ class Settings(ServiceSettings):
     # and -074948: primes of ~8 tokens took ~250-300 ms with either, LLM first token
     # p50 177 ms with two against 126 ms with one).
     threads_batch: int = Field(default=1, ge=0)
+    # Threads that evaluate a request's prompt (never fewer than threads_batch): the
+    # user waits on it, and stt's final is done by then, so the other core is mostly
+    # idle. Primes and drafts, evaluated while stt decodes, keep threads_batch.
+    request_threads_batch: int = Field(default=2, ge=1)
     max_tokens: int = Field(default=150, ge=1)  # caps each request's own max_tokens
     temperature: float = Field(default=0.6, ge=0.0, le=2.0)
     # Unset: every reply samples from a fresh random seed. Set: every reply uses this one,

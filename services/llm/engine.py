@@ -41,6 +41,14 @@ class InterruptibleEngine(Protocol):
         ...
 
 
+@runtime_checkable
+class UrgentEngine(Protocol):
+    def hurry(self, cancelled: threading.Event) -> None:
+        """Evaluate the prompt of the stream that ``cancelled`` belongs to on more
+        threads: someone waits on its reply. Call before the stream starts."""
+        ...
+
+
 def warm_up(engine: ChatEngine, system_prompt: str = "") -> None:
     """One short completion, so the first real request is not the slow one (the first
     call of a llama.cpp process is ~10x slower; a remote server proves it is there).
@@ -77,13 +85,22 @@ class ThreadedStream:
     engine to stop; ``finished`` completes when the worker thread has returned,
     i.e. when the engine is free for the next request. With ``hold_after`` the
     worker stops after that many pieces until ``release()``: the engine computes
-    nothing meanwhile.
+    nothing meanwhile. ``urgent``: someone waits on the reply (an ``UrgentEngine``
+    then evaluates its prompt on more threads).
     """
 
     def __init__(
-        self, engine: ChatEngine, messages: list[ChatMessage], max_tokens: int, hold_after: int = 0
+        self,
+        engine: ChatEngine,
+        messages: list[ChatMessage],
+        max_tokens: int,
+        hold_after: int = 0,
+        *,
+        urgent: bool = False,
     ) -> None:
         self.cancelled = threading.Event()
+        if urgent and isinstance(engine, UrgentEngine):
+            engine.hurry(self.cancelled)
         self._hold_after = hold_after
         self._released = threading.Event()
         if hold_after <= 0:

@@ -49,6 +49,7 @@ class LlamaCppEngine:
         context: int = 2048,
         threads: int = 1,
         threads_batch: int = 1,
+        urgent_threads_batch: int = 1,
         max_tokens: int = 150,
         temperature: float = 0.6,
         seed: int | None = None,
@@ -64,6 +65,11 @@ class LlamaCppEngine:
         self._max_tokens = max_tokens
         self._temperature = temperature
         self._seed = seed
+        # (generation, prompt) threads: usually, and for a stream someone waits on.
+        self._threads = (threads, threads_batch)
+        self._urgent_threads = (threads, max(threads_batch, urgent_threads_batch))
+        self._applied = self._threads
+        self._urgent: threading.Event | None = None  # the cancel event of the hurried stream
         try:
             self._llm = Llama(
                 model_path=str(model_path),
@@ -83,6 +89,7 @@ class LlamaCppEngine:
         limit = self._limit(max_tokens)
         prompt = self._prompt(messages, limit)
         cut, reused = self._cache.fit(prompt)
+        self._use_threads_for(cancelled)
         log.info("prompt of %d tokens: %d evaluated before (%d cut from history)", len(prompt), reused, cut)
         # A token prompt: generation reuses the cached prefix token by token, primed or not.
         response = self._llm.create_completion(
@@ -115,12 +122,32 @@ class LlamaCppEngine:
     def prime(self, messages: list[ChatMessage], max_tokens: int, cancelled: threading.Event) -> int:
         """Evaluate the prompt of ``messages`` into the cache, a few tokens at a time
         until done or ``cancelled``; returns how many tokens were evaluated."""
+        self._use_threads_for(cancelled)
         return self._cache.prime(self._prompt(messages, self._limit(max_tokens)), cancelled)
 
     def interrupt(self, cancelled: threading.Event) -> None:
         """Stop at once (any thread) the evaluation of the prime or stream that
         ``cancelled`` cancels: a request wants the model, or the reply is void."""
         self._cache.interrupt(cancelled)
+
+    def hurry(self, cancelled: threading.Event) -> None:
+        """Evaluate the prompt of the stream of ``cancelled`` on ``urgent_threads_batch``: a
+        request's, which the user waits on. At the pause stt's final is done by then,
+        so the other core is mostly idle (first token p50 174-199 ms in three bench
+        runs, against 218-260 in four). Generating on more threads as well gained
+        nothing there: stt, tts, the edge and the browser take the other core by turns,
+        and each token's threads wait for each other (bench run 20261207-223925)."""
+        self._urgent = cancelled
+
+    def _use_threads_for(self, cancelled: threading.Event) -> None:
+        """Set llama.cpp's threads for the evaluation ``cancelled`` cancels (on the
+        thread that evaluates: llama.cpp reads them at each decode)."""
+        from llama_cpp import llama_set_n_threads
+
+        wanted = self._urgent_threads if self._urgent is cancelled else self._threads
+        if wanted != self._applied:
+            llama_set_n_threads(self._llm.ctx, *wanted)
+            self._applied = wanted
 
     def close(self) -> None:
         self._llm.close()

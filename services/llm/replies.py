@@ -218,8 +218,10 @@ class Replier:
             draft.drop()
             self._draft = None
 
-    def _stream(self, messages: list[ChatMessage], max_tokens: int, hold_after: int = 0) -> ThreadedStream:
-        return ThreadedStream(self._engine, messages, max_tokens, hold_after)
+    def _stream(
+        self, messages: list[ChatMessage], max_tokens: int, hold_after: int = 0, *, urgent: bool = False
+    ) -> ThreadedStream:
+        return ThreadedStream(self._engine, messages, max_tokens, hold_after, urgent=urgent)
 
     def _session(self, session_id: str) -> _Session:
         if session_id not in self._sessions:
@@ -267,7 +269,8 @@ class Replier:
     async def _generate(self, reply: _Reply, drafted: ThreadedStream | None) -> None:
         """Relay ``drafted`` (adopted from a draft) or a new generation."""
         request = reply.request
-        stream = drafted or self._stream(request.messages, request.max_tokens)
+        # Urgent: the user waits on it. A draft's prompt was evaluated beside stt's final.
+        stream = drafted or self._stream(request.messages, request.max_tokens, urgent=True)
         reply.stream, reply.drafted = stream, drafted is not None
         if reply.cancelled:  # cancelled between getting the model and starting
             stream.cancel()

@@ -58,6 +58,7 @@ def build_engine(settings: Settings) -> ChatEngine:
         context=settings.context,
         threads=settings.threads,
         threads_batch=settings.threads_batch or settings.threads,
+        urgent_threads_batch=settings.request_threads_batch,
         max_tokens=settings.max_tokens,
         temperature=settings.temperature,
         seed=settings.seed,
