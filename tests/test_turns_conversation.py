@@ -231,7 +231,7 @@ def test_superseding_utterance_cancels_the_older_reply() -> None:
     script.final(1, "Tell me a story")
     script.token(1, "Once")
     assert states(script.speech(2)) == ["listening"]
-    effects = script.final(2, "about a dragon")
+    effects = script.final(2, "About a dragon")
 
     publishes = [e for e in effects if isinstance(e, Publish)]
     assert [p.channel for p in publishes] == [CONTROL, LLM_REQUEST, STATE]
@@ -239,7 +239,7 @@ def test_superseding_utterance_cancels_the_older_reply() -> None:
     assert (cancel.turn_id, cancel.reason) == (1, "superseded")
     (request,) = published(effects, m.LlmRequest)
     assert request.turn_id == 2
-    assert request.messages[-2:] == [user("Tell me a story"), user("about a dragon")]
+    assert request.messages[-2:] == [user("Tell me a story"), user("About a dragon")]
     assert [(c.turn_id, c.outcome, c.interrupted) for c in closed(effects)] == [(1, Outcome.SUPERSEDED, True)]
     assert states(effects) == ["thinking"]
 
@@ -253,7 +253,7 @@ def test_reply_superseded_while_playing_keeps_what_was_heard_in_turn_order() -> 
     script = Script()
     script.final(1, "Tell me a story")
     script.playout_started(1)
-    effects = script.final(2, "a short one")
+    effects = script.final(2, "A short one")
     assert [c.turn_id for c in published(effects, m.Cancel)] == [1]
     assert closed(effects) == []  # the edge has yet to say what was heard
 
@@ -264,7 +264,7 @@ def test_reply_superseded_while_playing_keeps_what_was_heard_in_turn_order() -> 
     assert script.history() == [
         user("Tell me a story"),
         assistant("Once upon a", interrupted=True),
-        user("a short one"),
+        user("A short one"),
     ]
 
 
@@ -334,15 +334,15 @@ def test_history_is_trimmed_to_the_newest_messages() -> None:
     script.start()
     script.playout_finished(0, GREETING)
     for turn in (1, 2):
-        script.reply(turn, f"question {turn}", f"answer {turn}")
+        script.reply(turn, f"Question {turn}", f"answer {turn}")
     request = script.reply(3, "question 3", "answer 3")
 
     assert request.messages == [
         m.ChatMessage("system", SYSTEM),
         assistant("answer 1"),
-        user("question 2"),
+        user("Question 2"),
         assistant("answer 2"),
-        user("question 3"),
+        user("Question 3"),
     ]
     assert len(script.history()) == 4
 

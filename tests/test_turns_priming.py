@@ -24,6 +24,18 @@ def test_every_partial_primes_the_prompt_the_request_will_have() -> None:
     assert request.messages[:-1] == prime.messages[:-1]
 
 
+def test_the_llm_gets_every_transcript_with_its_first_letter_upper_case() -> None:
+    script = greeted()
+    script.speech(1)
+    (first,) = published(script.partial(1, "had he married"), m.LlmPrime)
+    (second,) = published(script.partial(1, "Had he married a more"), m.LlmPrime)
+    (request,) = published(script.speculative(1, "had he married a more amiable woman."), m.LlmRequest)
+    # Whisper's case flips from one partial to the next; the prompts' tokens must not.
+    assert first.messages[-1] == user("Had he married")
+    assert second.messages[-1] == user("Had he married a more")
+    assert request.messages[-1] == user("Had he married a more amiable woman.")
+
+
 def test_without_every_partial_the_first_partial_and_the_pause_prime() -> None:
     script = greeted(dataclasses.replace(CONFIG, prime_every_partial=False))
     script.speech(1)
@@ -61,11 +73,11 @@ def test_no_prime_while_a_reply_is_open_nor_for_an_empty_partial() -> None:
     script.speech(2)  # the user talks over the reply: it will join the history first
     assert published(script.partial(2, "wait"), m.LlmPrime) == []
     script.playout_finished(1, "Once upon", interrupted=True)
-    (prime,) = published(script.partial(2, "wait a second"), m.LlmPrime)  # the first one primed
+    (prime,) = published(script.partial(2, "Wait a second"), m.LlmPrime)  # the first one primed
     assert prime.messages[-3:] == [
         user("Tell me a story."),
         m.ChatMessage("assistant", "Once upon", interrupted=True),
-        user("wait a second"),
+        user("Wait a second"),
     ]
 
 

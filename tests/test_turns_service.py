@@ -108,11 +108,11 @@ async def test_service_greets_requests_replies_and_survives_garbage(
         assert (await driver.next(m.AgentState, 0)).state == "speaking"
         await eventually(lambda: sample("voice_agent_active_sessions", service="turns") == 1)
 
-        final = m.TranscriptFinal(**driver.ids(1), text="what is the weather like")
+        final = m.TranscriptFinal(**driver.ids(1), text="What is the weather like")
         await driver.bus.publish(TRANSCRIPT, final)
         request = await driver.next(m.LlmRequest, 1)
         assert request.messages[0] == m.ChatMessage("system", "SYSTEM UNDER TEST")
-        assert request.messages[-1] == m.ChatMessage("user", "what is the weather like")
+        assert request.messages[-1] == m.ChatMessage("user", "What is the weather like")
 
         labels = {"service": "turns", "channel": "transcript", "reason": "undecodable"}
         before = sample("voice_agent_bus_messages_dropped_total", **labels)
@@ -120,11 +120,11 @@ async def test_service_greets_requests_replies_and_survives_garbage(
         await eventually(lambda: sample("voice_agent_bus_messages_dropped_total", **labels) == before + 1)
 
         # Still working: a newer utterance cancels reply 1 and asks for reply 2.
-        await driver.bus.publish(TRANSCRIPT, m.TranscriptFinal(**driver.ids(2), text="never mind"))
+        await driver.bus.publish(TRANSCRIPT, m.TranscriptFinal(**driver.ids(2), text="Never mind"))
         cancel = await driver.next(m.Cancel, 1)
         assert cancel.reason == "superseded"
         request = await driver.next(m.LlmRequest, 2)
-        assert [c.content for c in request.messages[-2:]] == ["what is the weather like", "never mind"]
+        assert [c.content for c in request.messages[-2:]] == ["What is the weather like", "Never mind"]
     finally:
         await leases.stop()
         await stop()
