@@ -45,8 +45,10 @@ class Settings(ServiceSettings):
     # p50 177 ms with two against 126 ms with one).
     threads_batch: int = Field(default=1, ge=0)
     # Threads that evaluate a request's prompt (never fewer than threads_batch): the
-    # user waits on it, and stt's final is done by then, so the other core is mostly
-    # idle. Primes and drafts, evaluated while stt decodes, keep threads_batch.
+    # user waits on it, and stt's final is done by then, so the other core has only the
+    # edge on it (python -m bench.llm_request_threads: 211 -> 144 ms with it a quarter
+    # busy, 214 -> 187 half busy, but 175 -> 262 fully busy). Primes and drafts,
+    # evaluated while stt decodes, keep threads_batch. 1 where sessions keep both busy.
     request_threads_batch: int = Field(default=2, ge=1)
     max_tokens: int = Field(default=150, ge=1)  # caps each request's own max_tokens
     temperature: float = Field(default=0.6, ge=0.0, le=2.0)

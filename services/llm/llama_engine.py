@@ -131,12 +131,15 @@ class LlamaCppEngine:
         self._cache.interrupt(cancelled)
 
     def hurry(self, cancelled: threading.Event) -> None:
-        """Evaluate the prompt of the stream of ``cancelled`` on ``urgent_threads_batch``: a
-        request's, which the user waits on. At the pause stt's final is done by then,
-        so the other core is mostly idle (first token p50 174-199 ms in three bench
-        runs, against 218-260 in four). Generating on more threads as well gained
-        nothing there: stt, tts, the edge and the browser take the other core by turns,
-        and each token's threads wait for each other (bench run 20261207-223925)."""
+        """Evaluate the prompt of the stream of ``cancelled`` on ``urgent_threads_batch``:
+        a request's, which the user waits on. stt's final is done by then, so the other
+        core has only the edge (and, in the bench, the browser) on it. First token after
+        a prime whose last words changed, one thread against two, with the other core
+        idle, a quarter, half or fully busy: 175/109, 211/144, 214/187, 175/262 ms
+        (``python -m bench.llm_request_threads``): two threads wait for each other at
+        every step when the other is descheduled. In the bench, first token p50
+        174-246 ms in five runs against 218-260 in four. Tokens stay on ``threads``:
+        generating on two as well gained nothing there (run 20261207-223925)."""
         self._urgent = cancelled
 
     def _use_threads_for(self, cancelled: threading.Event) -> None:
