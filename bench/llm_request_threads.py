@@ -9,14 +9,11 @@ LibriVox utterances: the partial primed, then the final requested. Why
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import statistics
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from multiprocessing.synchronize import Event as ProcessEvent
 
+from bench.load import other_core
 from proto.messages import ChatMessage
 from services.common.persona import DEFAULT_SYSTEM_PROMPT
 from services.llm.config import Settings
@@ -40,32 +37,6 @@ UTTERANCES = (
         "Unless to be rather cold-hearted and rather selfish is to be ill-disposed.",
     ),
 )
-SLICE_S = 0.01
-
-
-def _load(stop: ProcessEvent, share: float) -> None:
-    """Busy ``share`` of every 10 ms, asleep the rest."""
-    while not stop.is_set():
-        started = time.perf_counter()
-        while time.perf_counter() - started < SLICE_S * share:
-            pass
-        time.sleep(SLICE_S * (1 - share))
-
-
-@contextmanager
-def other_core(share: float) -> Iterator[None]:
-    """Another process keeps ``share`` of a core busy while the block runs."""
-    if share <= 0:
-        yield
-        return
-    stop = multiprocessing.Event()
-    process = multiprocessing.Process(target=_load, args=(stop, share), daemon=True)
-    process.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        process.join()
 
 
 def first_token_ms(engine: LlamaCppEngine, partial: str, final: str, *, hurried: bool) -> float:

@@ -7,13 +7,11 @@ short conversation with the bundled model. Why ``LLM_THREADS`` defaults to 1.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import statistics
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
+from bench.load import other_core
 from proto.messages import ChatMessage
 from services.common.persona import DEFAULT_SYSTEM_PROMPT
 from services.llm.config import Settings
@@ -27,27 +25,6 @@ QUESTIONS = (
     "Why is the sky blue?",
     "What should I cook for dinner tonight?",
 )
-
-
-def _spin(stop: multiprocessing.synchronize.Event) -> None:
-    while not stop.is_set():
-        pass
-
-
-@contextmanager
-def busy_core(enabled: bool) -> Iterator[None]:
-    """Another process keeps one core busy while the block runs."""
-    if not enabled:
-        yield
-        return
-    stop = multiprocessing.Event()
-    process = multiprocessing.Process(target=_spin, args=(stop,), daemon=True)
-    process.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        process.join()
 
 
 def measure(engine: LlamaCppEngine) -> tuple[float, float]:
@@ -82,7 +59,7 @@ def main() -> int:
         engine = LlamaCppEngine(path, threads=threads, threads_batch=threads)
         measure(engine)  # warm-up: the first call of a process is slow
         for busy in (False, True):
-            with busy_core(busy):
+            with other_core(1.0 if busy else 0.0):
                 first_ms, rate = measure(engine)
             print(f"{threads:>7} {busy!s:>9} {first_ms:>13.0f} ms {rate:>13.1f}")
         engine.close()
