@@ -66,11 +66,12 @@ class PromptCache:
     """The ``Llama``'s evaluated tokens: cut out dropped history, evaluate ahead."""
 
     def __init__(self, llm: Llama) -> None:
-        from llama_cpp import llama_memory_can_shift
+        from llama_cpp import llama_get_memory, llama_memory_can_shift
 
         self._llm = llm
-        memory = llm._ctx.memory  # no public handle: the library keeps it private
-        self._can_shift = memory is not None and bool(llama_memory_can_shift(memory))
+        # llama.cpp's own API on the public context handle, not llama-cpp-python's internals.
+        self._memory = llama_get_memory(llm.ctx)
+        self._can_shift = self._memory is not None and bool(llama_memory_can_shift(self._memory))
         # The cancel event of the evaluation that may be aborted now; None while
         # nothing may be (a cut's first slice, or no evaluation at all).
         self._running: threading.Event | None = None
@@ -112,11 +113,12 @@ class PromptCache:
         block = dropped_block(cached, tokens) if self._can_shift else None
         if block is None:
             return 0, common_prefix(cached, tokens)
+        from llama_cpp import llama_memory_seq_add, llama_memory_seq_rm
+
         start, length = block
         end = len(cached)
-        ctx = self._llm._ctx
-        ctx.kv_cache_seq_rm(_SEQUENCE, start, start + length)
-        ctx.kv_cache_seq_shift(_SEQUENCE, start + length, end, -length)
+        llama_memory_seq_rm(self._memory, _SEQUENCE, start, start + length)
+        llama_memory_seq_add(self._memory, _SEQUENCE, start + length, end, -length)
         self._llm.input_ids[start : end - length] = cached[start + length :]
         self._llm.n_tokens = end - length
         reused = common_prefix(self.cached(), tokens)
@@ -124,7 +126,7 @@ class PromptCache:
             # The logits in hand are those of the prompt's last token from before the
             # cut, which still saw the dropped block: that token is evaluated again.
             reused -= 1
-            ctx.kv_cache_seq_rm(_SEQUENCE, reused, -1)
+            llama_memory_seq_rm(self._memory, _SEQUENCE, reused, -1)
             self._llm.n_tokens = reused
         return length, reused
 
@@ -175,7 +177,7 @@ class _AbortFlag:
         if strlen is None:
             return
         self._callback = ggml_abort_callback(strlen)
-        llama_set_abort_callback(llm._ctx.ctx, self._callback, ctypes.addressof(self._byte))
+        llama_set_abort_callback(llm.ctx, self._callback, ctypes.addressof(self._byte))
 
     @property
     def raised(self) -> bool:
