@@ -17,6 +17,7 @@ same machine) must not wait for a guess.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
@@ -41,11 +42,6 @@ PRIMES = Counter(
 PRIMED_TOKENS = Counter(f"{metrics.PREFIX}_llm_primed_tokens", "Prompt tokens evaluated ahead", ["service"])
 
 
-def _lower_priority() -> None:
-    """Make the calling thread the last to get a core."""
-    priority.lower_this_thread(priority.LOWEST)
-
-
 @runtime_checkable
 class PrimingEngine(Protocol):
     def prime(self, messages: list[ChatMessage], max_tokens: int, cancelled: threading.Event) -> int:
@@ -68,7 +64,12 @@ class Primer:
         self._pending: LlmPrime | None = None
         self._running: threading.Event | None = None
         self._task: asyncio.Task[None] | None = None
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="llm-prime", initializer=_lower_priority)
+        # The last to get a core: the thread and what it starts run at nice 19.
+        self._thread = ThreadPoolExecutor(
+            1,
+            thread_name_prefix="llm-prime",
+            initializer=functools.partial(priority.lower_this_thread, priority.LOWEST),
+        )
 
     def offer(self, prime: LlmPrime) -> None:
         if self._pending is not None:

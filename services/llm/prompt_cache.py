@@ -84,7 +84,7 @@ class PromptCache:
         (a prime's or a reply's); a no-op otherwise, so it can never cut another
         evaluation short (one that followed the cancelled one on the model)."""
         with self._lock:
-            if self._running is not None and self._running is cancelled:
+            if self._running is cancelled:
                 self._abort.raise_()
 
     @contextmanager
