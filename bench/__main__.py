@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import barge_in, breakdown, chart, page_audio, report, traces
+from bench import barge_in, breakdown, bus_floor, chart, page_audio, report, traces
 from bench.collect import collect
 from bench.microphone import Placed
 
@@ -89,6 +89,15 @@ def analyze_latency(run_dir: Path, run: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def measure_bus_floor() -> dict[str, Any]:
+    """The machine's floor for the bus hops of a turn, measured before the agent starts
+    (an idle machine: the floor, not the load); an error is recorded, not raised."""
+    try:
+        return bus_floor.measure_floor(bus_floor.TURN_HOPS)
+    except (OSError, RuntimeError, ValueError, SystemExit) as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--lead-in", type=float, default=6.0, help="silence before the first utterance (s)")
@@ -124,6 +133,7 @@ def main() -> int:
             "scenarios": list(SCENARIOS) if args.scenario == "all" else [args.scenario],
             "interrupt_speech_ms": int(os.environ.get("EDGE_INTERRUPT_SPEECH_MS", "300")),
         }
+        run["bus_floor"] = measure_bus_floor()
         (run_dir / "run.json").write_text(json.dumps(run, indent=1))
         collect(run_dir, args.lead_in, args.gap, args.utterances, set(run["scenarios"]), args.rounds)
         run["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.breakdown import STEPS, TurnResult, hops_counted
+from bench.bus_floor import describe as describe_bus_floor
 from bench.stats import summarize, verdict
 
 TARGET_P50_MS = 600.0
@@ -124,6 +125,7 @@ def table(data: dict[str, Any]) -> str:
         f"bus total per turn: p50 {fmt_ms(bus['p50'], 2)} ms, p90 {fmt_ms(bus['p90'], 2)} ms; "
         f"{s['bus_turns_within_target']}/{s['bus_turns_measured']} turns within {TARGET_BUS_MS:.0f} ms",
         "  hops counted: " + ("; ".join(s["bus_hops_counted"]) or "none"),
+        *bus_floor_lines(data.get("run", {}).get("bus_floor")),
         "",
         f"{'step':<18} {'p50 ms':>8} {'p90 ms':>8} {'n':>3}",
     ]
@@ -139,6 +141,15 @@ def table(data: dict[str, Any]) -> str:
             f"target {jitter['target_ms']:.0f} ms, minimum {jitter['minimum_ms']:.0f} ms"
         )
     return "\n".join(lines)
+
+
+def bus_floor_lines(floor: dict[str, Any] | None) -> list[str]:
+    """The machine's floor for those hops, measured before the run (none in older runs)."""
+    if not floor:
+        return []
+    if "error" in floor:
+        return [f"  this machine's bus floor: not measured ({floor['error']})"]
+    return ["  " + describe_bus_floor(floor)]
 
 
 def command_line() -> str:
