@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import barge_in, breakdown, bus_floor, chart, page_audio, report, traces
+from bench import barge_in, breakdown, bus_floor, chart, interims, page_audio, report, traces
 from bench.collect import collect
 from bench.microphone import Placed
 
@@ -78,6 +78,7 @@ def analyze_latency(run_dir: Path, run: dict[str, Any]) -> dict[str, Any]:
         turns, {**run, "session_id": session, "spans": len(spans), "page_error": page["error"]}
     )
     data["chromium_jitter_buffer"] = page_audio.jitter_buffer(page.get("jitterBuffer", []))
+    data["interims"] = interims.cadence(page_turns, events).as_dict()
     v2v = data["summary"]["voice_to_voice_ms"]
     title = (
         f"voice-to-voice per turn: p50 {report.fmt_ms(v2v['p50'])} ms, p90 {report.fmt_ms(v2v['p90'])} ms "

@@ -13,6 +13,7 @@ from typing import Any
 
 from bench.breakdown import STEPS, TurnResult, hops_counted
 from bench.bus_floor import describe as describe_bus_floor
+from bench.interims import table_lines as interim_lines
 from bench.stats import summarize, verdict
 
 TARGET_P50_MS = 600.0
@@ -140,6 +141,7 @@ def table(data: dict[str, Any]) -> str:
             f"Chromium's receive jitter buffer (call average): {jitter['delay_ms']:.0f} ms, "
             f"target {jitter['target_ms']:.0f} ms, minimum {jitter['minimum_ms']:.0f} ms"
         )
+    lines += interim_lines(data.get("interims"))
     return "\n".join(lines)
 
 
