@@ -38,6 +38,11 @@ class Settings(ServiceSettings):
     # Publish a partial's text as the final when that partial already heard every
     # voiced frame (frame capture times vs SpeechEnded.at): no second decode.
     reuse_partials: bool = True
+    # Past this much audio (+0.5 s), a partial or final decodes only the utterance's
+    # last this-many seconds and joins their words to the newest partial
+    # (services/stt/window.py): a decode then costs about the same however long the
+    # utterance. 0 = every decode hears the whole utterance.
+    window_s: float = Field(default=3.0, ge=0)
     # A session with no message for this long is forgotten (an edge that died
     # without sending SessionEnded must not leak memory).
     session_idle_s: float = Field(default=600.0, gt=0)

@@ -27,7 +27,7 @@ from typing import Literal
 import numpy as np
 
 from proto.messages import AudioFrame, SpeechEnded, SpeechPaused, SpeechStarted
-from services.stt.stream import BYTES_PER_SAMPLE, SAMPLE_RATE, UtteranceStream
+from services.stt.stream import BYTES_PER_SAMPLE, SAMPLE_RATE, HeardBefore, UtteranceStream
 
 # Closed sessions remembered, so that late frames do not bring them back.
 CLOSED_MEMORY = 1024
@@ -57,6 +57,7 @@ class Job:
     heard_until: float = 0.0  # edge capture time of the end of its audio
     text: str | None = None  # final: already known (speculative final or partial), no decode needed
     paused: SpeechPaused | None = None  # speculative: the pause it speculates on
+    heard_before: HeardBefore | None = None  # the utterance's newest partial when the job started
 
 
 @dataclass
@@ -240,7 +241,7 @@ class DecodePlanner:
         if text is None or utterance is None:
             return
         if job.kind == "partial":
-            utterance.partial_decoded(job.heard_until, text)
+            utterance.partial_decoded(job.heard_until, text, job.samples.size / SAMPLE_RATE)
         elif job.kind == "speculative":
             utterance.speculative_text = text
 
@@ -307,6 +308,7 @@ class DecodePlanner:
             ended_received_at=utterance.ended_received_at,
             heard_until=utterance.heard_until,
             text=text,
+            heard_before=utterance.heard_before,
         )
 
     def _take_speculation(self, now: float) -> Job | None:
@@ -323,6 +325,7 @@ class DecodePlanner:
                         samples,
                         heard_until=heard_until,
                         paused=utterance.paused,
+                        heard_before=utterance.heard_before,
                     )
         return None
 
@@ -338,4 +341,11 @@ class DecodePlanner:
         _, sid, utterance = min(due, key=lambda d: d[0])
         self._sessions[sid].partial_at = now
         heard_until = utterance.heard_until
-        return Job("partial", sid, utterance.turn_id, utterance.take_partial(), heard_until=heard_until)
+        return Job(
+            "partial",
+            sid,
+            utterance.turn_id,
+            utterance.take_partial(),
+            heard_until=heard_until,
+            heard_before=utterance.heard_before,
+        )

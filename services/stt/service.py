@@ -42,6 +42,7 @@ from services.stt.engine import SAMPLE_RATE, SpeechRecognizer
 from services.stt.lanes import DecodeLane, load_lane
 from services.stt.planner import DecodePlanner, Job, Outcome
 from services.stt.tracing import DecodeTraces
+from services.stt.window import transcribe_in_window
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,12 @@ ABANDONED = Counter(
 FINAL_LATENCY = metrics.latency_histogram(
     "stt_final_latency", "SpeechEnded received -> TranscriptFinal published"
 )
+WINDOWED = Counter(
+    f"{metrics.PREFIX}_stt_window_decodes",
+    "Decodes by what they heard (services/stt/window.py): the whole utterance, only its newest "
+    "seconds stitched to the partial before, or the whole after all (unanchored, doubtful)",
+    ["service", "kind", "how"],
+)
 DECODE_SECONDS = Histogram(
     f"{metrics.PREFIX}_stt_decode_seconds",
     "Time of one recognizer call",
@@ -81,8 +88,10 @@ class SttService:
         lanes: list[DecodeLane],
         planner: DecodePlanner,
         replica_id: str | None = None,
+        window_s: float = 0.0,
     ) -> None:
         self._bus = bus
+        self._window_s = window_s  # see services/stt/window.py; 0 = every decode hears it all
         self._lanes = lanes
         self._engine = lanes[0].engine
         self._planner = planner
@@ -254,9 +263,14 @@ class SttService:
             try:
                 loop = asyncio.get_running_loop()
                 decode = functools.partial(
-                    lane.recognizer.transcribe, job.samples, interim=job.kind == "partial"
+                    transcribe_in_window,
+                    lane.recognizer,
+                    job.samples,
+                    job.heard_before,
+                    interim=job.kind == "partial",
+                    window_s=self._window_s,
                 )
-                text = await loop.run_in_executor(lane.executor, decode)
+                text, how = await loop.run_in_executor(lane.executor, decode)
             except Exception as exc:
                 metrics.ENGINE_ERRORS.labels(SERVICE, self._engine).inc()
                 span.set_attribute("error.type", type(exc).__name__)
@@ -269,6 +283,8 @@ class SttService:
                 span.set_attribute("voice_agent.stt.abandoned", True)
                 return None
             DECODE_SECONDS.labels(SERVICE, job.kind).observe(time.perf_counter() - started)
+            WINDOWED.labels(SERVICE, job.kind, how).inc()
+            span.set_attribute("voice_agent.stt.window", how)
             if text is None and job.kind == "final":
                 text = ""  # only an interim may come back without text
             span.set_attributes(telemetry.text_attributes("voice_agent.transcript", text or ""))
@@ -396,7 +412,7 @@ async def start_with(
         session_idle_s=settings.session_idle_s,
         reuse_partials=settings.reuse_partials,
     )
-    service = SttService(bus, lanes, planner, replica_id)
+    service = SttService(bus, lanes, planner, replica_id, window_s=settings.window_s)
     await service.start()
     metrics.ACTIVE_SESSIONS.labels(SERVICE).set(0)
     metrics.QUEUE_DEPTH.labels(SERVICE, "decode").set_function(lambda: planner.pending(time.monotonic()))

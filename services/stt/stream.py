@@ -13,6 +13,8 @@ made a new generation).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from proto.messages import SpeechEnded, SpeechPaused
@@ -28,6 +30,15 @@ ORPHAN_GRACE_S = 2.0
 # silence, so its text can be the final without decoding again. The margin
 # covers soft word endings the VAD scores below its threshold.
 SPEECH_TAIL_S = 0.1
+
+
+@dataclass(frozen=True)
+class HeardBefore:
+    """The newest partial of an utterance: its text and how much of the audio it heard
+    (services/stt/window.py joins a decode of the newest seconds to it)."""
+
+    text: str
+    audio_s: float
 
 
 class UtteranceStream:
@@ -49,6 +60,7 @@ class UtteranceStream:
         self._superseded_at: float | None = None
         self._heard_until = 0.0  # edge clock: end of the newest frame
         self._partial: tuple[float, str] | None = None  # (heard until, text) of the newest partial
+        self._heard_before: HeardBefore | None = None  # the same partial, by audio length
 
     @property
     def duration_s(self) -> float:
@@ -71,6 +83,8 @@ class UtteranceStream:
         self._pcm[:0] = previous._pcm
         self._bytes_at_last_partial = previous._bytes_at_last_partial
         self._heard_until = max(self._heard_until, previous._heard_until)
+        if self._heard_before is None:
+            self._heard_before = previous._heard_before
 
     def end(self, message: SpeechEnded, now: float) -> None:
         if self.ended is None:
@@ -118,10 +132,18 @@ class UtteranceStream:
         self._bytes_at_last_partial = len(self._pcm)
         return self.samples()
 
-    def partial_decoded(self, heard_until: float, text: str) -> None:
-        """Record a partial's text and how far into the audio it heard."""
+    def partial_decoded(self, heard_until: float, text: str, audio_s: float = 0.0) -> None:
+        """Record a partial's text and how far into the audio it heard (edge capture
+        time, and seconds of this utterance's audio)."""
         if self._partial is None or heard_until >= self._partial[0]:
             self._partial = (heard_until, text)
+        if self._heard_before is None or audio_s >= self._heard_before.audio_s:
+            self._heard_before = HeardBefore(text, audio_s)
+
+    @property
+    def heard_before(self) -> HeardBefore | None:
+        """The newest partial's text and the seconds of audio it heard, if any."""
+        return self._heard_before
 
     def text_for_final(self) -> str | None:
         """A partial's text when that partial heard every voiced frame, else None."""
