@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 
 from services.stt.engine import SAMPLE_RATE, FasterWhisperRecognizer, load_recognizer
+from services.stt.planner import Outcome
 from services.stt.stream import HeardBefore
 from services.stt.window import stitch, transcribe_in_window
 from tests.support import librivox_utterances, word_error_rate
+from tests.test_stt_speculation import continues, paused, take_speculative
+from tests.test_stt_stream import ended, feed, planner, take, take_partial_with
 
 UTTERANCES = {u.name.rsplit("-", 1)[-1]: u for u in librivox_utterances()}
 
@@ -127,3 +130,23 @@ def test_real_speech_two_sentences_long_is_heard_through_its_window(
     assert text is not None and text.startswith(partial.split()[0])
     reference = f"{first.text} {second.text}"
     assert word_error_rate(reference, text) < 0.2, text
+
+
+def test_each_decode_starts_from_the_newest_partial_of_its_utterance_even_across_a_pause() -> None:
+    p = planner()
+    feed(p, 1, 15)  # 0.3 s
+    first = take_partial_with(p, "Please tell")
+    assert first.heard_before is None  # nothing heard before the first partial
+    feed(p, 1, 15)
+    second = take_partial_with(p, "Please tell me a")
+    assert second.heard_before == HeardBefore("Please tell", 0.3)
+    p.on_speech_paused(paused(1, frame_count=30), 1.0)
+    speculative = take_speculative(p, 1.0, "Please tell me a")
+    assert speculative.heard_before == HeardBefore("Please tell me a", 0.6)
+    # The user goes on: the continuing generation starts from the same partial.
+    assert p.on_speech_started(continues(2, 1), 1.1) is Outcome.ACCEPTED
+    feed(p, 2, 15, now=1.1)
+    p.on_speech_ended(ended(2, frame_count=15), now=1.5)
+    final = take(p, 1.5)
+    assert (final.kind, final.text) == ("final", None)
+    assert final.heard_before == HeardBefore("Please tell me a", 0.6)
