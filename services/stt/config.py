@@ -41,8 +41,11 @@ class Settings(ServiceSettings):
     # Past this much audio (+0.5 s), a partial or final decodes only the utterance's
     # last this-many seconds and joins their words to the newest partial
     # (services/stt/window.py): a decode then costs about the same however long the
-    # utterance. 0 = every decode hears the whole utterance.
-    window_s: float = Field(default=3.0, ge=0)
+    # utterance. 0 (the default) = every decode hears the whole utterance: on this
+    # 2-core VM the bench's long utterances got their speculative final ~160 ms sooner,
+    # but stitched finals ended on "," or "..." (the 900 ms endpoint) in 2 of 15 turns
+    # and a second run came out worse (README).
+    window_s: float = Field(default=0.0, ge=0)
     # A session with no message for this long is forgotten (an edge that died
     # without sending SessionEnded must not leak memory).
     session_idle_s: float = Field(default=600.0, gt=0)
