@@ -49,7 +49,13 @@ def by_name(finished: tuple[ReadableSpan, ...] | list[ReadableSpan], name: str) 
 
 def texts(span: ReadableSpan) -> dict[str, object]:
     """The attributes that may hold words (``voice_agent.*`` strings other than ids)."""
-    ids = {"voice_agent.session_id", "voice_agent.message", "voice_agent.engine", "voice_agent.decode_kind"}
+    ids = {
+        "voice_agent.session_id",
+        "voice_agent.message",
+        "voice_agent.engine",
+        "voice_agent.decode_kind",
+        "voice_agent.stt.window",  # what a decode heard: whole, stitched, unanchored, doubtful
+    }
     return {
         k: v
         for k, v in (span.attributes or {}).items()
