@@ -19,9 +19,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from typing import Any
 
+from bench.agent import free_port
 from bench.stats import percentile
 from stack.process_group import nats_server_binary
 
@@ -51,9 +52,7 @@ def floor_record(hop_ms: list[float], hops: int, gap_s: float) -> dict[str, Any]
 @contextmanager
 def nats_server() -> Iterator[str]:
     """A nats-server of its own on a free loopback port, stopped by PID; yields its URL."""
-    with closing(socket.socket()) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen(
         [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
